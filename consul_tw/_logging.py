@@ -24,6 +24,8 @@ import attrs
 from twisted.logger import ILogObserver, LogLevel, Logger, formatEvent
 from zope.interface import implementer
 
+from consul_tw.durations import format_duration
+
 #: hclog level names in severity order; TRACE sits below twisted's DEBUG.
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 _TWISTED_TO_HCLOG = {
@@ -84,24 +86,6 @@ def _quote(text: str) -> str:
         text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
     )
     return f'"{escaped}"'
-
-
-def format_duration(seconds: float) -> str:
-    """Go's ``time.Duration.String`` for the ranges log lines use (µs to hours)."""
-    if seconds == 0:
-        return "0s"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f}".rstrip("0").rstrip(".") + "µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.4f}".rstrip("0").rstrip(".") + "ms"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{secs:.6f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{int(hours)}h{int(minutes)}m{text}"
-    if minutes:
-        return f"{int(minutes)}m{text}"
-    return text
 
 
 def format_timestamp(epoch: float) -> str:

@@ -1,0 +1,338 @@
+# -*- test-case-name: tests.unit.test_config -*-
+"""
+The agent's runtime configuration, built from flags and Consul JSON files.
+
+Sources merge as in Consul: built-in defaults, then ``-dev`` defaults, then
+each ``-config-file`` in order, then command-line flags.  Everything is
+validated here, before any service exists, so a bad setting stops the agent
+with one ``==> ...`` line instead of a half-started process.  No I/O happens
+in this module except reading the config files named on the command line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import uuid
+from typing import Any, Callable, Mapping
+
+import attrs
+
+from consul_tw._logging import parse_level
+from consul_tw.config_keys import BUILT, KNOWN_NOT_BUILT, NESTED_BUILT, NESTED_KNOWN
+from consul_tw.durations import parse_duration
+
+_DATACENTER = re.compile(r"^[a-z0-9_-]+$")
+_DNS_LABEL = re.compile(r"[^A-Za-z0-9\-]+")
+
+#: Flag name (as on the command line) → config-file path.
+FLAG_KEYS: dict[str, tuple[str, ...]] = {
+    "node": ("node_name",),
+    "node-id": ("node_id",),
+    "datacenter": ("datacenter",),
+    "bind": ("bind_addr",),
+    "client": ("client_addr",),
+    "data-dir": ("data_dir",),
+    "log-level": ("log_level",),
+    "domain": ("domain",),
+    "http-port": ("ports", "http"),
+    "dns-port": ("ports", "dns"),
+    "serf-lan-port": ("ports", "serf_lan"),
+    "serf-wan-port": ("ports", "serf_wan"),
+    "server-port": ("ports", "server"),
+    "grpc-port": ("ports", "grpc"),
+    "raft-multiplier": ("performance", "raft_multiplier"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration the agent refuses to start with; the text is one line."""
+
+
+@attrs.frozen(kw_only=True)
+class Ports:
+    """Listening ports; -1 disables a listener, 0 picks a free one (tests)."""
+
+    http: int = 8500
+    https: int = -1
+    grpc: int = -1
+    dns: int = 8600
+    serf_lan: int = 8301
+    serf_wan: int = 8302
+    server: int = 8300
+
+
+@attrs.frozen(kw_only=True)
+class AgentConfig:
+    """Everything the agent needs to build its service tree."""
+
+    dev: bool = False
+    server: bool = False
+    bootstrap: bool = False
+    node_name: str
+    node_id: str
+    node_id_is_random: bool = True
+    datacenter: str = "dc1"
+    domain: str = "consul."
+    bind_addr: str = "0.0.0.0"
+    client_addr: str = "127.0.0.1"
+    data_dir: str | None = None
+    log_level: str = "INFO"
+    node_meta: Mapping[str, str] = attrs.field(factory=dict)
+    ports: Ports = attrs.field(factory=Ports)
+    raft_multiplier: int = 5
+    leave_drain_time: float = 5.0
+    leave_on_terminate: bool = False
+    skip_leave_on_interrupt: bool = True
+    pretty_json: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def advertise_addr(self) -> str:
+        """The address other agents and the catalog see for this node."""
+        return self.bind_addr
+
+    @property
+    def dns_name_warning(self) -> str | None:
+        """Consul's start-up WARN for a node name DNS cannot serve, or None."""
+        if _DNS_LABEL.search(self.node_name):
+            return (
+                f'Node name "{self.node_name}" will not be discoverable via DNS due to '
+                "invalid characters. Valid characters include all alpha-numerics and dashes."
+            )
+        if len(self.node_name.encode()) > 63:
+            return (
+                f'Node name "{self.node_name}" will not be discoverable via DNS due to it '
+                "being too long. Valid lengths are between 1 and 63 bytes."
+            )
+        return None
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read one Consul JSON config file; every failure is a ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"Error reading {path}: {e.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"Error parsing {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Error parsing {path}: top level must be a JSON object")
+    return data
+
+
+def _merge(into: dict[str, Any], data: Mapping[str, Any]) -> None:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _check_keys(path: str, data: Mapping[str, Any], warnings: list[str]) -> None:
+    """Refuse keys Consul does not know; warn once for each known-but-unbuilt key."""
+    for key, value in data.items():
+        if key in NESTED_BUILT:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"Error parsing {path}: {key} must be an object")
+            for sub in value:
+                if sub in NESTED_BUILT[key]:
+                    continue
+                if sub in NESTED_KNOWN[key]:
+                    warnings.append(f"{key}.{sub}")
+                    continue
+                raise ConfigError(f"Error parsing {path}: invalid config key {key}.{sub}")
+        elif key in BUILT:
+            continue
+        elif key in KNOWN_NOT_BUILT:
+            warnings.append(key)
+        else:
+            raise ConfigError(f"Error parsing {path}: invalid config key {key}")
+
+
+def _int(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    try:
+        number = int(str(value), 10)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name} cannot be {number}. Must be between {low} and {high}")
+    return number
+
+
+def _bool(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"{name} must be a boolean, got {value!r}")
+
+
+def _str(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _ip(value: object, name: str) -> str:
+    text = _str(value, name)
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a valid IP address, got {text!r}") from None
+    return text
+
+
+def build_config(
+    *,
+    dev: bool,
+    server: bool,
+    flags: Mapping[str, str | None],
+    config_files: list[str],
+    hostname: str,
+    new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    read_file: Callable[[str], dict[str, Any]] = load_config_file,
+    read_node_id: Callable[[str], str | None] = lambda data_dir: None,
+) -> AgentConfig:
+    """
+    Merge defaults, dev defaults, config files and flags into an AgentConfig.
+
+    ``read_node_id`` returns the node ID persisted under a data dir, if any,
+    so that a restarted non-dev agent keeps its identity as Consul's does.
+    """
+    merged: dict[str, Any] = {}
+    if dev:
+        merged.update(
+            server=True,
+            bind_addr="127.0.0.1",
+            client_addr="127.0.0.1",
+            log_level="DEBUG",
+            ports={"grpc": 8502},
+            performance={"raft_multiplier": 1},
+        )
+    warnings: list[str] = []
+    for path in config_files:
+        data = read_file(path)
+        _check_keys(path, data, warnings)
+        _merge(merged, data)
+    flag_data: dict[str, Any] = {}
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        keys = FLAG_KEYS[flag]
+        target = flag_data
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+    _merge(merged, flag_data)
+    if server:
+        merged["server"] = True
+    return _validate(merged, dev=dev, hostname=hostname, new_uuid=new_uuid,
+                     read_node_id=read_node_id, warnings=warnings)
+
+
+def _validate(
+    merged: dict[str, Any],
+    *,
+    dev: bool,
+    hostname: str,
+    new_uuid: Callable[[], str],
+    read_node_id: Callable[[str], str | None],
+    warnings: list[str],
+) -> AgentConfig:
+    server = _bool(merged.get("server", False), "server")
+    bootstrap = _bool(merged.get("bootstrap", False), "bootstrap")
+    if bootstrap and not server:
+        raise ConfigError("Bootstrap mode requires Server mode (-server)")
+
+    node_name = _str(merged.get("node_name", hostname), "node_name")
+    if not node_name:
+        raise ConfigError("node_name cannot be empty")
+
+    datacenter = _str(merged.get("datacenter", "dc1"), "datacenter").lower()
+    if not _DATACENTER.match(datacenter):
+        raise ConfigError(
+            "datacenter can only contain lowercase alphanumeric, - or _ characters."
+        )
+
+    data_dir = merged.get("data_dir")
+    if data_dir is not None:
+        data_dir = _str(data_dir, "data_dir") or None
+    if not dev and data_dir is None:
+        raise ConfigError("data_dir cannot be empty")
+
+    node_id_raw = merged.get("node_id")
+    random_id = node_id_raw is None
+    if node_id_raw is None and data_dir is not None and not dev:
+        node_id_raw = read_node_id(data_dir)
+        random_id = node_id_raw is None
+    node_id = _str(node_id_raw, "node_id") if node_id_raw is not None else new_uuid()
+    try:
+        node_id = str(uuid.UUID(node_id)).lower()
+    except ValueError:
+        raise ConfigError(f"node_id: invalid node ID {node_id!r}: must be a UUID") from None
+
+    try:
+        log_level = parse_level(_str(merged.get("log_level", "INFO"), "log_level"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+    ports_in = merged.get("ports", {})
+    defaults = Ports()
+    ports = Ports(
+        **{
+            name: _int(ports_in.get(name, getattr(defaults, name)), f"ports.{name}", -1, 65535)
+            for name in attrs.fields_dict(Ports)
+        }
+    )
+    if ports.server < 0 or ports.serf_lan < 0:
+        raise ConfigError("ports.server and ports.serf_lan cannot be disabled")
+
+    performance = merged.get("performance", {})
+    multiplier = _int(
+        performance.get("raft_multiplier", 5), "performance.raft_multiplier", 1, 10
+    )
+    try:
+        drain = parse_duration(_str(performance.get("leave_drain_time", "5s"),
+                                    "performance.leave_drain_time"))
+    except ValueError as e:
+        raise ConfigError(f"performance.leave_drain_time: {e}") from None
+
+    node_meta = merged.get("node_meta", {})
+    if not isinstance(node_meta, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in node_meta.items()
+    ):
+        raise ConfigError("node_meta must be an object of string values")
+
+    domain = _str(merged.get("domain", "consul."), "domain").lower()
+    if not domain.endswith("."):
+        domain += "."
+
+    return AgentConfig(
+        dev=dev,
+        server=server,
+        bootstrap=bootstrap,
+        node_name=node_name,
+        node_id=node_id,
+        node_id_is_random=random_id,
+        datacenter=datacenter,
+        domain=domain,
+        bind_addr=_ip(merged.get("bind_addr", "0.0.0.0"), "bind_addr"),
+        client_addr=_ip(merged.get("client_addr", "127.0.0.1"), "client_addr"),
+        data_dir=data_dir,
+        log_level=log_level,
+        node_meta=dict(node_meta),
+        ports=ports,
+        raft_multiplier=multiplier,
+        leave_drain_time=drain,
+        leave_on_terminate=_bool(merged.get("leave_on_terminate", not server),
+                                 "leave_on_terminate"),
+        skip_leave_on_interrupt=_bool(merged.get("skip_leave_on_interrupt", server),
+                                      "skip_leave_on_interrupt"),
+        pretty_json=dev,
+        warnings=tuple(dict.fromkeys(warnings)),
+    )

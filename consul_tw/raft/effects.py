@@ -1,0 +1,54 @@
+# -*- test-case-name: tests.unit.raft.test_machine -*-
+"""
+What the Raft machine asks the outside world to do.
+
+Behaviours never touch storage, sockets or the FSM: they append these
+records to ``core.outbox``.  :class:`consul_tw.raft.node.RaftNode` drains the
+outbox after every input in Raft's required order (persist first, then send
+and apply), and tests assert the outbox exactly.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from consul_tw.raft.messages import LogEntry, Message
+
+
+@attrs.frozen
+class PersistHardState:
+    """Store current term and vote durably before any reply depends on them."""
+
+    term: int
+    voted_for: str | None
+
+
+@attrs.frozen
+class AppendToLog:
+    """Store entries durably; the driver reports back with ``log_persisted``."""
+
+    entries: tuple[LogEntry, ...]
+
+
+@attrs.frozen
+class TruncateLog:
+    """Drop every stored entry after ``last_kept`` (a follower's log conflict)."""
+
+    last_kept: int
+
+
+@attrs.frozen
+class Send:
+    peer_id: str
+    message: Message
+
+
+@attrs.frozen
+class ApplyCommitted:
+    """Apply entries ``first``..``last`` (inclusive) to the FSM, in order."""
+
+    first: int
+    last: int
+
+
+Effect = PersistHardState | AppendToLog | TruncateLog | Send | ApplyCommitted

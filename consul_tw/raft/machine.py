@@ -1,0 +1,616 @@
+# -*- test-case-name: tests.unit.raft.test_machine -*-
+"""
+A Raft server's role as an automat typed state machine.
+
+States are Stopped, Follower, Candidate, Leader and ShutDown.  Each role's
+timers live in that role's data, created by the state's data factory on entry
+and cancelled by every behaviour that leaves the role, so that after
+``stop()`` the clock has no delayed calls left.  Behaviours never do I/O:
+they append effects to ``core.outbox`` (see :mod:`consul_tw.raft.effects`),
+which :class:`consul_tw.raft.node.RaftNode` drains after every input.
+
+Terms are compared at one choke point, ``RaftNode.receive``; the machine
+sees ``higher_term_seen`` first and then the message, so no behaviour here
+steps down on its own.  The transition table is in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Protocol
+
+import attrs
+from automat import TypeMachineBuilder
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from consul_tw._logging import HcLogger
+from consul_tw.raft.effects import (
+    AppendToLog,
+    ApplyCommitted,
+    Effect,
+    PersistHardState,
+    Send,
+    TruncateLog,
+)
+from consul_tw.raft.log import RaftLog
+from consul_tw.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    EntryType,
+    LogEntry,
+    RequestVote,
+    RequestVoteResponse,
+    Server,
+)
+from consul_tw.raft.quorum import commit_index, votes_needed
+from consul_tw.raft.timings import RaftTimings
+
+
+class NotLeader(Exception):
+    """A write reached a server that is not (or no longer) the leader."""
+
+
+class RaftShutdown(Exception):
+    """The Raft server stopped before the request completed."""
+
+
+@attrs.frozen(kw_only=True)
+class RaftStatus:
+    """What HTTP, the CLI and tests may know about a Raft server, in any state."""
+
+    state: str
+    term: int
+    node_id: str
+    address: str
+    leader_id: str | None
+    leader_address: str | None
+    last_contact: float | None
+    commit_index: int
+    applied_index: int
+    last_log_index: int
+    last_log_term: int
+    configuration_index: int
+    voters: tuple[Server, ...]
+
+
+class RaftInputs(Protocol):
+    def start(self) -> None:
+        "Begin as a follower."
+
+    def stop(self) -> None:
+        "Shut down for good: cancel timers, fail pending writes."
+
+    def election_timeout(self) -> None:
+        "No leader heard from (follower), or no decision (candidate), in time."
+
+    def heartbeat_due(self) -> None:
+        "Leader: time to send AppendEntries to every peer."
+
+    def higher_term_seen(self, term: int, leader: Server | None) -> None:
+        "A message carried a newer term: adopt it and follow."
+
+    def request_vote_received(self, msg: RequestVote) -> None:
+        "A candidate asks for our vote (its term is not newer than ours)."
+
+    def vote_response_received(self, msg: RequestVoteResponse) -> None:
+        "A voter answered our RequestVote."
+
+    def append_entries_received(self, msg: AppendEntries) -> None:
+        "A leader replicates entries or heartbeats (its term is not newer than ours)."
+
+    def append_entries_response_received(self, msg: AppendEntriesResponse) -> None:
+        "A follower answered our AppendEntries."
+
+    def log_persisted(self, index: int) -> None:
+        "The driver has stored our log durably up to ``index``."
+
+    def applied(self, index: int, result: object) -> None:
+        "The FSM applied the entry at ``index``; result is its return value or a Failure."
+
+    def apply(self, data: bytes) -> Deferred[Any]:
+        "Replicate a command; fires with the FSM's result once committed and applied."
+
+    def describe(self) -> RaftStatus:
+        "A snapshot of the server's Raft state."
+
+    def _won_election(self, tally: int) -> None:
+        "A candidate's tally reached a majority."
+
+    def _start_election(self) -> None:
+        "A follower that is a voter gave up waiting for a leader."
+
+
+@attrs.define(kw_only=True)
+class RaftCore:
+    """Persistent state (term, vote, log), configuration and the outbox."""
+
+    node_id: str
+    address: str
+    timings: RaftTimings
+    clock: IReactorTime
+    rng: random.Random
+    log: RaftLog
+    logger: HcLogger
+    term: int = 0
+    voted_for: str | None = None
+    commit_index: int = 0
+    applied_index: int = 0
+    persisted_index: int = 0
+    leader: Server | None = None
+    last_contact: float | None = None
+    outbox: list[Effect] = attrs.field(factory=list)
+    #: How timers deliver their input: the node facade routes it through its
+    #: driver so the outbox is drained afterwards, exactly as for messages.
+    drive: Callable[..., None] = lambda input_method, *args: input_method(*args)
+
+    def after(self, delay: float, input_method: Callable[[], None]) -> IDelayedCall:
+        """Schedule a timer input on the injected clock."""
+        return self.clock.callLater(delay, self.drive, input_method)
+
+    @property
+    def voters(self) -> tuple[Server, ...]:
+        return self.log.configuration()[1]
+
+    @property
+    def peers(self) -> tuple[Server, ...]:
+        return tuple(s for s in self.voters if s.id != self.node_id)
+
+    @property
+    def is_voter(self) -> bool:
+        return any(s.id == self.node_id for s in self.voters)
+
+    def describe_node(self, role: str) -> str:
+        return f"Node at {self.address} [{role}]"
+
+    def set_hard_state(self, term: int, voted_for: str | None) -> None:
+        self.term, self.voted_for = term, voted_for
+        self.outbox.append(PersistHardState(term, voted_for))
+
+    def jittered(self, base: float) -> float:
+        """hashicorp/raft's randomised timeout: between base and 2 × base."""
+        return base + self.rng.random() * base
+
+    def append_local(self, entry_type: EntryType, data: bytes = b"") -> LogEntry:
+        entry = LogEntry(index=self.log.last_index + 1, term=self.term, type=entry_type, data=data)
+        self.log.append(entry)
+        self.outbox.append(AppendToLog((entry,)))
+        return entry
+
+    def advance_commit(self, index: int) -> None:
+        """Raise the commit index and ask for the newly committed entries to be applied."""
+        index = min(index, self.log.last_index)
+        if index > self.commit_index:
+            first = self.commit_index + 1
+            self.commit_index = index
+            self.outbox.append(ApplyCommitted(first, index))
+
+
+@attrs.define
+class FollowerData:
+    timer: IDelayedCall
+
+
+@attrs.define
+class CandidateData:
+    timer: IDelayedCall
+    votes: set[str]
+
+
+@attrs.define
+class Progress:
+    """A leader's view of one follower's log."""
+
+    next_index: int
+    match_index: int = 0
+
+
+@attrs.define
+class LeaderData:
+    heartbeat: LoopingCall
+    progress: dict[str, Progress]
+    pending: dict[int, Deferred[Any]]
+
+
+def _cancel(call: IDelayedCall) -> None:
+    if call.active():
+        call.cancel()
+
+
+def _eventually(core: RaftCore, deferred: Deferred[Any], result: object) -> None:
+    """Fire a user-visible Deferred one reactor turn later, never mid-transition."""
+    if isinstance(result, Failure):
+        core.clock.callLater(0, deferred.errback, result)
+    else:
+        core.clock.callLater(0, deferred.callback, result)
+
+
+def _make_raft_machine():  # type: ignore[no-untyped-def]
+    builder = TypeMachineBuilder(RaftInputs, RaftCore)
+
+    # -- data factories ---------------------------------------------------
+
+    def enter_follower(inputs: RaftInputs, core: RaftCore, *args: object) -> FollowerData:
+        leader = core.leader
+        core.logger.info(
+            "entering follower state",
+            follower=core.describe_node("Follower"),
+            leader=leader.address if leader else None,
+        )
+        timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
+        return FollowerData(timer)
+
+    def enter_candidate(inputs: RaftInputs, core: RaftCore, *args: object) -> CandidateData:
+        """Start an election in a new term (also reused for a split vote)."""
+        core.leader = None
+        core.set_hard_state(core.term + 1, core.node_id)
+        core.logger.info(
+            "entering candidate state", node=core.describe_node("Candidate"), term=core.term
+        )
+        request = RequestVote(
+            term=core.term,
+            candidate_id=core.node_id,
+            candidate_address=core.address,
+            last_log_index=core.log.last_index,
+            last_log_term=core.log.last_term,
+        )
+        for peer in core.peers:
+            core.outbox.append(Send(peer.id, request))
+        needed = votes_needed(len(core.voters))
+        core.logger.debug("votes", needed=needed)
+        core.logger.debug("vote granted", **{"from": core.node_id, "term": core.term, "tally": 1})
+        timer = core.after(core.jittered(core.timings.election_timeout), inputs.election_timeout)
+        if needed <= 1:
+            inputs._won_election(1)
+        return CandidateData(timer, {core.node_id})
+
+    def enter_leader(inputs: RaftInputs, core: RaftCore, tally: int) -> LeaderData:
+        core.logger.info("election won", tally=tally)
+        core.logger.info("entering leader state", leader=core.describe_node("Leader"))
+        core.leader = Server(id=core.node_id, address=core.address)
+        core.last_contact = None
+        progress = {p.id: Progress(next_index=core.log.last_index + 1) for p in core.peers}
+        # A no-op in the new term lets the leader commit everything before it.
+        core.append_local(EntryType.NOOP)
+        heartbeat = LoopingCall(core.drive, inputs.heartbeat_due)
+        heartbeat.clock = core.clock
+        heartbeat.start(core.timings.heartbeat_interval, now=True)
+        return LeaderData(heartbeat, progress, {})
+
+    Stopped = builder.state("Stopped")
+    Follower = builder.state("Follower", enter_follower)
+    Candidate = builder.state("Candidate", enter_candidate)
+    Leader = builder.state("Leader", enter_leader)
+    ShutDown = builder.state("ShutDown")
+
+    # -- lifecycle ---------------------------------------------------------
+
+    Stopped.upon(RaftInputs.start).to(Follower).returns(None)
+    Stopped.upon(RaftInputs.stop).to(ShutDown).returns(None)
+    ShutDown.upon(RaftInputs.stop).loop().returns(None)
+
+    @Follower.upon(RaftInputs.stop).to(ShutDown)
+    def stop_follower(inputs: RaftInputs, core: RaftCore, data: FollowerData) -> None:
+        _cancel(data.timer)
+
+    @Candidate.upon(RaftInputs.stop).to(ShutDown)
+    def stop_candidate(inputs: RaftInputs, core: RaftCore, data: CandidateData) -> None:
+        _cancel(data.timer)
+
+    @Leader.upon(RaftInputs.stop).to(ShutDown)
+    def stop_leader(inputs: RaftInputs, core: RaftCore, data: LeaderData) -> None:
+        _leave_leadership(core, data, RaftShutdown("raft is shutting down"))
+        core.leader = None
+
+    # -- elections -----------------------------------------------------------
+
+    @Follower.upon(RaftInputs.election_timeout).loop()
+    def follower_timed_out(inputs: RaftInputs, core: RaftCore, data: FollowerData) -> None:
+        if core.is_voter:
+            core.logger.warn(
+                "heartbeat timeout reached, starting election",
+                **{"last-leader": core.leader.address if core.leader else None},
+            )
+            inputs._start_election()
+            return
+        # Not bootstrapped, or removed from the configuration: keep waiting
+        # for a leader to contact us, as hashicorp/raft does.
+        core.logger.warn(
+            "no known peers, aborting election"
+            if not core.voters
+            else "not part of stable configuration, aborting election"
+        )
+        data.timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
+
+    @Follower.upon(RaftInputs._start_election).to(Candidate)
+    def become_candidate(inputs: RaftInputs, core: RaftCore, data: FollowerData) -> None:
+        _cancel(data.timer)
+
+    for state in (Candidate, Leader):
+        state.upon(RaftInputs._start_election).loop().returns(None)
+
+    @Candidate.upon(RaftInputs.election_timeout).loop()
+    def split_vote(inputs: RaftInputs, core: RaftCore, data: CandidateData) -> None:
+        core.logger.warn("Election timeout reached, restarting election")
+        fresh = enter_candidate(inputs, core)
+        data.timer, data.votes = fresh.timer, fresh.votes
+
+    @Candidate.upon(RaftInputs.vote_response_received).loop()
+    def count_vote(
+        inputs: RaftInputs, core: RaftCore, data: CandidateData, msg: RequestVoteResponse
+    ) -> None:
+        if msg.term != core.term or not msg.granted:
+            return
+        data.votes.add(msg.voter_id)
+        core.logger.debug(
+            "vote granted", **{"from": msg.voter_id, "term": core.term, "tally": len(data.votes)}
+        )
+        if len(data.votes) >= votes_needed(len(core.voters)):
+            inputs._won_election(len(data.votes))
+
+    @Candidate.upon(RaftInputs._won_election).to(Leader)
+    def won(inputs: RaftInputs, core: RaftCore, data: CandidateData, tally: int) -> None:
+        _cancel(data.timer)
+
+    # Late or stale answers are normal in Raft: ignored on purpose.
+    for state in (Follower, Leader):
+        state.upon(RaftInputs.vote_response_received).loop().returns(None)
+    Leader.upon(RaftInputs._won_election).loop().returns(None)
+
+    @Follower.upon(RaftInputs.request_vote_received).loop()
+    def vote_as_follower(
+        inputs: RaftInputs, core: RaftCore, data: FollowerData, msg: RequestVote
+    ) -> None:
+        if _answer_vote(core, msg):
+            _cancel(data.timer)
+            data.timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
+
+    @Candidate.upon(RaftInputs.request_vote_received).loop()
+    @Leader.upon(RaftInputs.request_vote_received).loop()
+    def refuse_vote(inputs: RaftInputs, core: RaftCore, msg: RequestVote) -> None:
+        # Same term: we voted for ourselves already.
+        _answer_vote(core, msg)
+
+    # -- the higher-term rule -------------------------------------------------
+
+    @Follower.upon(RaftInputs.higher_term_seen).loop()
+    def follower_new_term(
+        inputs: RaftInputs, core: RaftCore, data: FollowerData, term: int, leader: Server | None
+    ) -> None:
+        core.set_hard_state(term, None)
+        core.leader = leader
+
+    @Candidate.upon(RaftInputs.higher_term_seen).to(Follower)
+    def candidate_steps_down(
+        inputs: RaftInputs, core: RaftCore, data: CandidateData, term: int, leader: Server | None
+    ) -> None:
+        _cancel(data.timer)
+        core.set_hard_state(term, None)
+        core.leader = leader
+
+    @Leader.upon(RaftInputs.higher_term_seen).to(Follower)
+    def leader_steps_down(
+        inputs: RaftInputs, core: RaftCore, data: LeaderData, term: int, leader: Server | None
+    ) -> None:
+        _leave_leadership(core, data, NotLeader("leadership lost while committing log"))
+        core.set_hard_state(term, None)
+        core.leader = leader
+
+    # -- replication -----------------------------------------------------------
+
+    @Follower.upon(RaftInputs.append_entries_received).loop()
+    def follow(inputs: RaftInputs, core: RaftCore, data: FollowerData, msg: AppendEntries) -> None:
+        _cancel(data.timer)
+        data.timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
+        _accept_entries(core, msg)
+
+    @Candidate.upon(RaftInputs.append_entries_received).to(Follower)
+    def candidate_finds_leader(
+        inputs: RaftInputs, core: RaftCore, data: CandidateData, msg: AppendEntries
+    ) -> None:
+        _cancel(data.timer)
+        _accept_entries(core, msg)
+
+    @Leader.upon(RaftInputs.append_entries_received).loop()
+    def rival_leader(inputs: RaftInputs, core: RaftCore, msg: AppendEntries) -> None:
+        # Two leaders in one term cannot happen; refuse rather than corrupt the log.
+        core.logger.error("two leaders in one term", term=msg.term, other=msg.leader_address)
+        core.outbox.append(
+            Send(msg.leader_id, AppendEntriesResponse(term=core.term, peer_id=core.node_id, success=False))
+        )
+
+    @Leader.upon(RaftInputs.heartbeat_due).loop()
+    def send_heartbeats(inputs: RaftInputs, core: RaftCore, data: LeaderData) -> None:
+        for peer in core.peers:
+            progress = data.progress.setdefault(peer.id, Progress(next_index=core.log.last_index + 1))
+            prev = progress.next_index - 1
+            core.outbox.append(
+                Send(
+                    peer.id,
+                    AppendEntries(
+                        term=core.term,
+                        leader_id=core.node_id,
+                        leader_address=core.address,
+                        prev_log_index=prev,
+                        prev_log_term=core.log.term_at(prev) or 0,
+                        entries=tuple(core.log.slice(progress.next_index, core.log.last_index)),
+                        leader_commit=core.commit_index,
+                    ),
+                )
+            )
+
+    @Leader.upon(RaftInputs.append_entries_response_received).loop()
+    def follower_answered(
+        inputs: RaftInputs, core: RaftCore, data: LeaderData, msg: AppendEntriesResponse
+    ) -> None:
+        progress = data.progress.get(msg.peer_id)
+        if progress is None or msg.term != core.term:
+            return
+        if msg.success:
+            progress.match_index = max(progress.match_index, msg.match_index)
+            progress.next_index = progress.match_index + 1
+            _leader_commit(core, data)
+        else:
+            progress.next_index = max(1, min(progress.next_index - 1, msg.match_index + 1))
+
+    for state in (Follower, Candidate):
+        state.upon(RaftInputs.append_entries_response_received).loop().returns(None)
+        state.upon(RaftInputs.heartbeat_due).loop().returns(None)
+
+    # -- persistence and application ---------------------------------------------
+
+    @Leader.upon(RaftInputs.log_persisted).loop()
+    def leader_persisted(inputs: RaftInputs, core: RaftCore, data: LeaderData, index: int) -> None:
+        core.persisted_index = max(core.persisted_index, index)
+        _leader_commit(core, data)
+
+    @Follower.upon(RaftInputs.log_persisted).loop()
+    @Candidate.upon(RaftInputs.log_persisted).loop()
+    def persisted(inputs: RaftInputs, core: RaftCore, index: int) -> None:
+        core.persisted_index = max(core.persisted_index, index)
+
+    @Leader.upon(RaftInputs.applied).loop()
+    def leader_applied(
+        inputs: RaftInputs, core: RaftCore, data: LeaderData, index: int, result: object
+    ) -> None:
+        core.applied_index = max(core.applied_index, index)
+        waiting = data.pending.pop(index, None)
+        if waiting is not None:
+            _eventually(core, waiting, result)
+
+    @Follower.upon(RaftInputs.applied).loop()
+    @Candidate.upon(RaftInputs.applied).loop()
+    def follower_applied(inputs: RaftInputs, core: RaftCore, index: int, result: object) -> None:
+        core.applied_index = max(core.applied_index, index)
+
+    @Leader.upon(RaftInputs.apply).loop()
+    def leader_apply(
+        inputs: RaftInputs, core: RaftCore, data: LeaderData, command: bytes
+    ) -> Deferred[Any]:
+        entry = core.append_local(EntryType.COMMAND, command)
+        waiting: Deferred[Any] = Deferred()
+        data.pending[entry.index] = waiting
+        return waiting
+
+    @Stopped.upon(RaftInputs.apply).loop()
+    @Follower.upon(RaftInputs.apply).loop()
+    @Candidate.upon(RaftInputs.apply).loop()
+    def not_leader_apply(inputs: RaftInputs, core: RaftCore, command: bytes) -> Deferred[Any]:
+        return fail(NotLeader("node is not the leader"))
+
+    @ShutDown.upon(RaftInputs.apply).loop()
+    def shutdown_apply(inputs: RaftInputs, core: RaftCore, command: bytes) -> Deferred[Any]:
+        return fail(RaftShutdown("raft is shutting down"))
+
+    # Inputs that may still arrive after stop() are dropped on purpose.
+    for name in (
+        "election_timeout", "heartbeat_due", "_start_election", "_won_election", "log_persisted", "applied",
+        "vote_response_received", "append_entries_received",
+        "append_entries_response_received", "request_vote_received", "higher_term_seen",
+    ):
+        ShutDown.upon(getattr(RaftInputs, name)).loop().returns(None)
+
+    # -- describe() in every state -------------------------------------------------
+
+    def describer(name: str):  # type: ignore[no-untyped-def]
+        def describe(inputs: RaftInputs, core: RaftCore) -> RaftStatus:
+            config_index, voters = core.log.configuration()
+            return RaftStatus(
+                state=name,
+                term=core.term,
+                node_id=core.node_id,
+                address=core.address,
+                leader_id=core.leader.id if core.leader else None,
+                leader_address=core.leader.address if core.leader else None,
+                last_contact=core.last_contact,
+                commit_index=core.commit_index,
+                applied_index=core.applied_index,
+                last_log_index=core.log.last_index,
+                last_log_term=core.log.last_term,
+                configuration_index=config_index,
+                voters=voters,
+            )
+
+        return describe
+
+    Stopped.upon(RaftInputs.describe).loop()(describer("Shutdown"))
+    ShutDown.upon(RaftInputs.describe).loop()(describer("Shutdown"))
+    for state, name in ((Follower, "Follower"), (Candidate, "Candidate"), (Leader, "Leader")):
+        state.upon(RaftInputs.describe, nodata=True).loop()(describer(name))
+
+    return builder.build()
+
+
+def _answer_vote(core: RaftCore, msg: RequestVote) -> bool:
+    """Grant at most one vote per term, only to a candidate whose log is up to date."""
+    granted = (
+        msg.term == core.term
+        and core.voted_for in (None, msg.candidate_id)
+        and core.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
+    )
+    if granted:
+        core.set_hard_state(core.term, msg.candidate_id)
+    core.outbox.append(
+        Send(msg.candidate_id, RequestVoteResponse(term=core.term, voter_id=core.node_id, granted=granted))
+    )
+    return granted
+
+
+def _accept_entries(core: RaftCore, msg: AppendEntries) -> None:
+    """A follower's half of AppendEntries: consistency check, conflict truncation, commit."""
+    core.leader = Server(id=msg.leader_id, address=msg.leader_address)
+    core.last_contact = core.clock.seconds()
+    if core.log.term_at(msg.prev_log_index) != msg.prev_log_term:
+        core.outbox.append(
+            Send(
+                msg.leader_id,
+                AppendEntriesResponse(
+                    term=core.term, peer_id=core.node_id, success=False,
+                    match_index=min(core.log.last_index, msg.prev_log_index - 1),
+                ),
+            )
+        )
+        return
+    new: list[LogEntry] = []
+    for entry in msg.entries:
+        existing = core.log.term_at(entry.index)
+        if existing is not None and existing != entry.term:
+            core.log.truncate_after(entry.index - 1)
+            core.outbox.append(TruncateLog(entry.index - 1))
+            existing = None
+        if existing is None:
+            core.log.append(entry)
+            new.append(entry)
+    if new:
+        core.outbox.append(AppendToLog(tuple(new)))
+    last_new = msg.prev_log_index + len(msg.entries)
+    core.advance_commit(min(msg.leader_commit, last_new))
+    core.outbox.append(
+        Send(
+            msg.leader_id,
+            AppendEntriesResponse(term=core.term, peer_id=core.node_id, success=True, match_index=last_new),
+        )
+    )
+
+
+def _leader_commit(core: RaftCore, data: LeaderData) -> None:
+    """Commit what a majority stores, but only entries of the current term (Raft §5.4.2)."""
+    matches = [core.persisted_index] + [
+        data.progress[p.id].match_index for p in core.peers if p.id in data.progress
+    ]
+    candidate = commit_index(matches + [0] * (len(core.voters) - len(matches)))
+    if candidate > core.commit_index and core.log.term_at(candidate) == core.term:
+        core.advance_commit(candidate)
+
+
+def _leave_leadership(core: RaftCore, data: LeaderData, reason: Exception) -> None:
+    if data.heartbeat.running:
+        data.heartbeat.stop()
+    pending, data.pending = data.pending, {}
+    for waiting in pending.values():
+        _eventually(core, waiting, Failure(reason))
+
+
+RaftMachine = _make_raft_machine()
