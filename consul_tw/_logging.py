@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any, Iterable
 
 import attrs
 from twisted.logger import ILogObserver, LogLevel, Logger, formatEvent
@@ -226,17 +226,3 @@ class HclogObserver:
         if text:
             self.out.write(text)
             self.out.flush()
-
-
-def observer_factory(level: str, out: IO[str] | None = None) -> Callable[[], HclogObserver]:
-    """
-    A zero-argument factory for twistd's ``--logger`` slot.  The stream is
-    taken when the factory runs, before twistd redirects standard output.
-    """
-
-    def make() -> HclogObserver:
-        import sys
-
-        return HclogObserver(out=out if out is not None else sys.stdout, level=level)
-
-    return make

@@ -192,6 +192,7 @@ def build_config(
     dev: bool,
     server: bool,
     flags: Mapping[str, str | None],
+    bootstrap: bool = False,
     config_files: list[str],
     hostname: str,
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
@@ -231,6 +232,8 @@ def build_config(
     _merge(merged, flag_data)
     if server:
         merged["server"] = True
+    if bootstrap:
+        merged["bootstrap"] = True
     return _validate(merged, dev=dev, hostname=hostname, new_uuid=new_uuid,
                      read_node_id=read_node_id, warnings=warnings)
 

@@ -62,6 +62,9 @@ class Register:
     node: NodeSpec
     service: ServiceSpec | None = None
     checks: tuple[CheckSpec, ...] = attrs.field(default=(), converter=tuple)
+    #: Leave an existing node row as it is (the leader's reconciliation must
+    #: not wipe the tagged addresses and meta the agent itself synced).
+    skip_node_update: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -109,6 +112,7 @@ def decode_command(data: bytes) -> Command:
                 node=NodeSpec(**fields["node"]),
                 service=ServiceSpec(**fields["service"]) if fields["service"] else None,
                 checks=tuple(CheckSpec(**c) for c in fields["checks"]),
+                skip_node_update=bool(fields["skip_node_update"]),
             )
         if tag == "deregister":
             return Deregister(**fields)

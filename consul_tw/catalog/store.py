@@ -14,6 +14,8 @@ lower-cased), but every row keeps the spelling it was registered with.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import attrs
 
 from consul_tw.catalog.commands import CheckSpec, NodeSpec, Register, ServiceSpec
@@ -37,6 +39,8 @@ class StateStore:
     _services: dict[str, dict[str, NodeService]] = attrs.field(factory=dict)
     _checks: dict[str, dict[str, HealthCheck]] = attrs.field(factory=dict)
     _table_index: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(TABLES, 0))
+    #: Called after every write that changed a table (blocking queries wake on it).
+    listeners: list[Callable[[], None]] = attrs.field(factory=list)
 
     # -- reads ------------------------------------------------------------
 
@@ -98,7 +102,8 @@ class StateStore:
         """Apply a registration at ``index``; unchanged rows keep their indexes."""
         self._check_registration(request)
         key = request.node.node.lower()
-        self._upsert_node(index, request.node)
+        if not (request.skip_node_update and key in self._nodes):
+            self._upsert_node(index, request.node)
         if request.service is not None:
             self._upsert_service(index, key, request.service)
         for check in request.checks:
@@ -109,27 +114,32 @@ class StateStore:
         if key not in self._nodes:
             return
         del self._nodes[key]
-        self._table_index[NODES] = index
+        self._bump(NODES, index)
         if self._services.pop(key, None):
-            self._table_index[SERVICES] = index
+            self._bump(SERVICES, index)
         if self._checks.pop(key, None):
-            self._table_index[CHECKS] = index
+            self._bump(CHECKS, index)
 
     def deregister_service(self, index: int, node: str, service_id: str) -> None:
         key = node.lower()
         if self._services.get(key, {}).pop(service_id, None) is None:
             return
-        self._table_index[SERVICES] = index
+        self._bump(SERVICES, index)
         checks = self._checks.get(key, {})
         for check_id in [c for c, v in checks.items() if v.service_id == service_id]:
             del checks[check_id]
-            self._table_index[CHECKS] = index
+            self._bump(CHECKS, index)
 
     def deregister_check(self, index: int, node: str, check_id: str) -> None:
         if self._checks.get(node.lower(), {}).pop(check_id, None) is not None:
-            self._table_index[CHECKS] = index
+            self._bump(CHECKS, index)
 
     # -- helpers ----------------------------------------------------------
+
+    def _bump(self, table: str, index: int) -> None:
+        self._table_index[table] = index
+        for listener in list(self.listeners):
+            listener()
 
     def _check_registration(self, request: Register) -> None:
         if not request.node.node:
@@ -169,7 +179,7 @@ class StateStore:
         if old == row:
             return
         self._nodes[key] = attrs.evolve(row, modify_index=index)
-        self._table_index[NODES] = index
+        self._bump(NODES, index)
 
     def _upsert_service(self, index: int, key: str, spec: ServiceSpec) -> None:
         services = self._services.setdefault(key, {})
@@ -189,7 +199,7 @@ class StateStore:
         if old == row:
             return
         services[spec.id] = attrs.evolve(row, modify_index=index)
-        self._table_index[SERVICES] = index
+        self._bump(SERVICES, index)
 
     def _upsert_check(self, index: int, key: str, node: str, spec: CheckSpec) -> None:
         checks = self._checks.setdefault(key, {})
@@ -212,5 +222,5 @@ class StateStore:
         if old == row:
             return
         checks[spec.check_id] = attrs.evolve(row, modify_index=index)
-        self._table_index[CHECKS] = index
+        self._bump(CHECKS, index)
 

@@ -51,4 +51,11 @@ class ApplyCommitted:
     last: int
 
 
-Effect = PersistHardState | AppendToLog | TruncateLog | Send | ApplyCommitted
+@attrs.frozen
+class LeadershipChanged:
+    """This server became leader (True) or stopped being leader (False)."""
+
+    leader: bool
+
+
+Effect = PersistHardState | AppendToLog | TruncateLog | Send | ApplyCommitted | LeadershipChanged

@@ -31,6 +31,7 @@ from consul_tw.raft.effects import (
     AppendToLog,
     ApplyCommitted,
     Effect,
+    LeadershipChanged,
     PersistHardState,
     Send,
     TruncateLog,
@@ -277,6 +278,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         heartbeat = LoopingCall(core.drive, inputs.heartbeat_due)
         heartbeat.clock = core.clock
         heartbeat.start(core.timings.heartbeat_interval, now=True)
+        core.outbox.append(LeadershipChanged(True))
         return LeaderData(heartbeat, progress, {})
 
     Stopped = builder.state("Stopped")
@@ -608,6 +610,7 @@ def _leader_commit(core: RaftCore, data: LeaderData) -> None:
 def _leave_leadership(core: RaftCore, data: LeaderData, reason: Exception) -> None:
     if data.heartbeat.running:
         data.heartbeat.stop()
+    core.outbox.append(LeadershipChanged(False))
     pending, data.pending = data.pending, {}
     for waiting in pending.values():
         _eventually(core, waiting, Failure(reason))

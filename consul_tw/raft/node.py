@@ -25,6 +25,7 @@ from consul_tw.durations import format_duration
 from consul_tw.raft.effects import (
     AppendToLog,
     ApplyCommitted,
+    LeadershipChanged,
     PersistHardState,
     Send,
     TruncateLog,
@@ -67,6 +68,9 @@ class RaftNode:
     log_store: ILogStore
     stable_store: IStableStore
     send: Callable[[str, Message], None]
+    #: Called with True/False when this server gains or loses leadership,
+    #: after the transition has finished (so observers may call ``apply``).
+    leadership_observers: list[Callable[[bool], None]] = attrs.field(factory=list)
     _draining: bool = False
 
     @classmethod
@@ -198,6 +202,9 @@ class RaftNode:
                         self.send(effect.peer_id, effect.message)
                     elif isinstance(effect, ApplyCommitted):
                         self._apply_committed(effect.first, effect.last)
+                    elif isinstance(effect, LeadershipChanged):
+                        for observer in list(self.leadership_observers):
+                            observer(effect.leader)
                 if persisted is not None:
                     self.machine.log_persisted(persisted)
         finally:

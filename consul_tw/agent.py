@@ -1,0 +1,203 @@
+# -*- test-case-name: tests.unit.test_agent -*-
+"""
+The agent: the domain facade every wire adapter talks to.
+
+HTTP resources, the DNS authority and (through HTTP) the CLI never own
+state: they read the state store and the membership through :class:`Agent`
+and ask it to act (write through Raft, leave).  The agent does not know
+about sockets or twisted.web; the service tree in :mod:`consul_tw.service`
+owns the listeners and is told when the agent wants the process to end.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+
+from consul_tw._logging import HcLogger
+from consul_tw.catalog.commands import Command, encode_command
+from consul_tw.catalog.store import StateStore
+from consul_tw.config import AgentConfig
+from consul_tw.durations import format_duration
+from consul_tw.gossip.members import Member
+from consul_tw.gossip.serf import EventType, MemberEvent, Membership
+from consul_tw.local.sync import NodeInfoSync
+from consul_tw.raft.machine import NotLeader, RaftShutdown, RaftStatus
+from consul_tw.raft.node import RaftNode
+
+
+class NoClusterLeader(Exception):
+    """Consul's ``No cluster leader``: a write or default read with no leader known."""
+
+    def __init__(self) -> None:
+        super().__init__("No cluster leader")
+
+
+class AgentNotServer(Exception):
+    """A request that needs a server reached a client agent."""
+
+
+@attrs.define(eq=False)
+class Agent:
+    config: AgentConfig
+    clock: IReactorTime
+    logger: HcLogger
+    lan: Membership
+    wan: Membership | None = None
+    store: StateStore | None = None
+    raft: RaftNode | None = None
+    sync: NodeInfoSync | None = None
+    #: Set by the service tree: stops the server-side actors ("shutting down
+    #: server") and returns when they are down.
+    shutdown_server: Callable[[], Deferred[None]] = lambda: succeed(None)
+    #: Set by the service tree: end the process with this exit code once the
+    #: current request has been answered.
+    request_exit: Callable[[int], None] = lambda code: None
+    _leaving: Deferred[None] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.lan.subscribe(self._lan_event)
+        if self.wan is not None:
+            self.wan.subscribe(self._wan_event)
+
+    # -- reads -------------------------------------------------------------
+
+    def members(self, wan: bool = False) -> list[Member] | None:
+        """Members of the LAN pool, or of the WAN pool (None on a client)."""
+        if wan:
+            return self.wan.members() if self.wan is not None else None
+        return self.lan.members()
+
+    def raft_status(self) -> RaftStatus | None:
+        return self.raft.describe() if self.raft is not None else None
+
+    def leader_address(self) -> str:
+        """``/v1/status/leader``: the leader's Raft address, "" when none is known."""
+        status = self.raft_status()
+        return (status.leader_address or "") if status else ""
+
+    def peers(self) -> list[str]:
+        """``/v1/status/peers``: Raft voter addresses."""
+        status = self.raft_status()
+        return [s.address for s in status.voters] if status else []
+
+    def is_leader(self) -> bool:
+        status = self.raft_status()
+        return status is not None and status.state == "Leader"
+
+    def last_contact_ms(self) -> int:
+        """Milliseconds since this server last heard from the leader (0 on the leader)."""
+        status = self.raft_status()
+        if status is None or status.state == "Leader" or status.last_contact is None:
+            return 0
+        return int((self.clock.seconds() - status.last_contact) * 1000)
+
+    def catalog(self) -> StateStore:
+        """The state store for a read; raises when this agent has none (a client)."""
+        if self.store is None:
+            raise AgentNotServer("rpc error making call: No known Consul servers")
+        return self.store
+
+    # -- writes --------------------------------------------------------------
+
+    def write(self, command: Command) -> Deferred[Any]:
+        """Commit a catalog command through Raft; NoClusterLeader when not possible here."""
+        if self.raft is None:
+            return fail(NoClusterLeader())
+
+        def no_leader(failure: Failure) -> Failure:
+            if failure.check(NotLeader, RaftShutdown):
+                return Failure(NoClusterLeader())
+            return failure
+
+        return self.raft.apply(encode_command(command)).addErrback(no_leader)
+
+    # -- leave ---------------------------------------------------------------
+
+    def leave(self) -> Deferred[None]:
+        """
+        Consul's graceful leave: leave the WAN then the LAN pool, drain RPC
+        traffic, then shut the server side down.  The endpoints stay up so
+        the caller gets its answer; the caller then calls ``leave_answered``
+        and the process exits 0.
+        """
+        if self._leaving is not None:
+            waiting: Deferred[None] = Deferred()
+
+            def relay(result: object) -> object:
+                waiting.callback(None) if not isinstance(result, Failure) else waiting.errback(result)
+                return result
+
+            self._leaving.addBoth(relay)
+            return waiting
+        server_log = self.logger.named("server") if self.config.server else self.logger
+        server_log.info("server starting leave" if self.config.server else "client starting leave")
+        leaving = self.wan.leave() if self.wan is not None else succeed(None)
+        leaving.addCallback(lambda _: self.lan.leave())
+
+        def drain(_: object) -> Deferred[None]:
+            if not self.config.server:
+                return succeed(None)
+            server_log.info(
+                "Waiting to drain RPC traffic",
+                drain_time=format_duration(self.config.leave_drain_time),
+            )
+            return deferLater(self.clock, self.config.leave_drain_time)
+
+        leaving.addCallback(drain)
+        leaving.addCallback(lambda _: self.shutdown())
+        self._leaving = leaving
+        return self.leave()
+
+    def leave_answered(self) -> None:
+        """The leave's caller has its answer: the process may now exit 0."""
+        self.request_exit(0)
+
+    def shutdown(self) -> Deferred[None]:
+        """Stop the agent's own actors (not the endpoints): "Requesting shutdown"."""
+        self.logger.info("Requesting shutdown")
+        if self.sync is not None:
+            self.sync.stop()
+        if not self.config.server:
+            return succeed(None)
+        self.logger.named("server").info("shutting down server")
+
+        def down(_: object) -> None:
+            self.logger.info("consul server down")
+            self.logger.info("shutdown complete")
+
+        return self.shutdown_server().addCallback(down)
+
+    # -- membership log lines ---------------------------------------------------
+
+    def _server_label(self, member: Member) -> str:
+        return (
+            f"{member.name} (Addr: tcp/{member.addr}:{member.tags.get('port', '')}) "
+            f"(DC: {member.tags.get('dc', '')})"
+        )
+
+    def _lan_event(self, event: MemberEvent) -> None:
+        if not self.config.server:
+            return
+        log = self.logger.named("server")
+        for member in event.members:
+            if not member.is_server:
+                continue
+            if event.type is EventType.MEMBER_JOIN:
+                log.info("Adding LAN server", server=self._server_label(member))
+            elif event.type in (EventType.MEMBER_LEAVE, EventType.MEMBER_FAILED):
+                log.info("Removing LAN server", server=self._server_label(member))
+
+    def _wan_event(self, event: MemberEvent) -> None:
+        for member in event.members:
+            self.logger.named("server").info(
+                "Handled event for server in area",
+                event=event.type.value,
+                server=member.name,
+                area="wan",
+            )

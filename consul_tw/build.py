@@ -1,0 +1,202 @@
+# -*- test-case-name: tests.unit.test_build -*-
+"""
+``build_agent``: the one place where the agent's parts are made and wired.
+
+Everything that does I/O or keeps time is passed in (reactor, clock, rng),
+so tests build a whole agent on a ``MemoryReactorClock`` and the twistd
+entry point passes the real reactor.  The order of the children is the
+start order: gossip, Raft and RPC (the server side), then DNS and HTTP
+(the endpoints).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.application.internet import TCPServer
+from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorTime
+
+from consul_tw._logging import HcLogger
+from consul_tw.agent import Agent
+from consul_tw.catalog.commands import NodeSpec
+from consul_tw.catalog.fsm import CatalogFSM
+from consul_tw.catalog.store import StateStore
+from consul_tw.config import AgentConfig
+from consul_tw.dns import ConsulAuthority, DNSService
+from consul_tw.gossip.members import Member, client_tags, server_tags
+from consul_tw.gossip.serf import Membership
+from consul_tw.gossip.service import GossipService
+from consul_tw.http.root import build_site
+from consul_tw.http.server import HTTPService
+from consul_tw.local.sync import NodeInfoSync
+from consul_tw.raft.messages import Server
+from consul_tw.raft.node import RaftNode
+from consul_tw.raft.storage.memory import MemoryLogStore, MemoryStableStore
+from consul_tw.raft.timings import RaftTimings
+from consul_tw.server.leader import LeaderDuties
+from consul_tw.server.rpc import rpc_factory
+from consul_tw.service import AgentService, RaftService
+
+
+def node_spec(config: AgentConfig) -> NodeSpec:
+    """What this agent registers about its own node ("Synced node info")."""
+    address = config.advertise_addr
+    return NodeSpec(
+        id=config.node_id,
+        node=config.node_name,
+        address=address,
+        datacenter=config.datacenter,
+        tagged_addresses={"lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address},
+        meta={"consul-network-segment": "", **dict(config.node_meta)},
+    )
+
+
+def log_startup_notes(config: AgentConfig, logger: HcLogger) -> None:
+    """The lines Consul logs before anything starts."""
+    if config.node_id_is_random:
+        logger.debug("Using random ID as node ID", id=config.node_id)
+    warning = config.dns_name_warning
+    if warning:
+        logger.warn(warning)
+    for key in config.warnings:
+        logger.warn("config key accepted but not supported by consul-tw yet, ignored", key=key)
+    if config.server and not config.dev:
+        logger.warn(
+            "durable Raft storage is not built yet: this server keeps its state in memory",
+            data_dir=config.data_dir,
+        )
+
+
+def build_agent(
+    config: AgentConfig,
+    reactor: Any,
+    *,
+    clock: IReactorTime | None = None,
+    rng: random.Random | None = None,
+    install_signal_handlers: bool = False,
+) -> AgentService:
+    clock = clock if clock is not None else reactor
+    rng = rng if rng is not None else random.Random()
+    root = HcLogger("agent")
+    log_startup_notes(config, root)
+    side = root.named("server" if config.server else "client")
+    ports = config.ports
+    address = config.advertise_addr
+
+    lan = Membership(
+        local=Member(
+            name=config.node_name,
+            addr=address,
+            port=ports.serf_lan,
+            tags=server_tags(
+                datacenter=config.datacenter, node_id=config.node_id, server_port=ports.server,
+                wan_port=ports.serf_wan, bootstrap=config.bootstrap, wan=False,
+            )
+            if config.server
+            else client_tags(datacenter=config.datacenter, node_id=config.node_id),
+        ),
+        clock=clock,
+        logger=side.named("serf").named("lan"),
+    )
+    server_side: list[IService] = [
+        GossipService(
+            lan, interface=config.bind_addr, port=ports.serf_lan, reactor=reactor,
+            memberlist_logger=side.named("memberlist").named("lan"),
+        )
+    ]
+    agent = Agent(config=config, clock=clock, logger=root, lan=lan)
+
+    if config.server:
+        _add_server_parts(config, reactor, clock, rng, agent, side, server_side)
+
+    endpoints: list[IService] = []
+    if agent.store is not None and ports.dns >= 0:
+        authority = ConsulAuthority(
+            agent.store, datacenter=config.datacenter, clock=clock, domain=config.domain,
+            logger=root.named("dns"),
+        )
+        endpoints.append(
+            DNSService(authority, interface=config.client_addr, port=ports.dns, reactor=reactor,
+                       logger=root)
+        )
+    if ports.http >= 0:
+        endpoints.append(
+            HTTPService(
+                build_site(agent, logger=root.named("http"), rng=rng),
+                interface=config.client_addr, port=ports.http, reactor=reactor, logger=root,
+            )
+        )
+    return AgentService(
+        agent, reactor=reactor, server_side=server_side, endpoints=endpoints,
+        install_signal_handlers=install_signal_handlers,
+    )
+
+
+def _add_server_parts(
+    config: AgentConfig,
+    reactor: Any,
+    clock: IReactorTime,
+    rng: random.Random,
+    agent: Agent,
+    side: HcLogger,
+    server_side: list[IService],
+) -> None:
+    ports = config.ports
+    address = config.advertise_addr
+    if ports.serf_wan >= 0:
+        agent.wan = Membership(
+            local=Member(
+                name=f"{config.node_name}.{config.datacenter}",
+                addr=address,
+                port=ports.serf_wan,
+                tags=server_tags(
+                    datacenter=config.datacenter, node_id=config.node_id,
+                    server_port=ports.server, wan_port=ports.serf_wan,
+                    bootstrap=config.bootstrap, wan=True,
+                ),
+            ),
+            clock=clock,
+            logger=side.named("serf").named("wan"),
+        )
+        agent.wan.subscribe(agent._wan_event)
+        server_side.insert(
+            0,
+            GossipService(
+                agent.wan, interface=config.bind_addr, port=ports.serf_wan, reactor=reactor,
+                memberlist_logger=side.named("memberlist").named("wan"),
+            ),
+        )
+    store = StateStore()
+    raft_address = f"{address}:{ports.server}"
+    raft = RaftNode.create(
+        node_id=config.node_id,
+        address=raft_address,
+        timings=RaftTimings.dev() if config.dev else RaftTimings.production(config.raft_multiplier),
+        clock=clock,
+        fsm=CatalogFSM(store),
+        log_store=MemoryLogStore(),
+        stable_store=MemoryStableStore(),
+        logger=side.named("raft"),
+        rng=rng,
+    )
+    agent.store, agent.raft = store, raft
+    agent.sync = NodeInfoSync(
+        node=node_spec(config), read_node=store.get_node, write=agent.write, clock=clock,
+        logger=agent.logger,
+    )
+    duties = LeaderDuties(
+        node_name=config.node_name, datacenter=config.datacenter, store=store, lan=agent.lan,
+        write=agent.write, server_logger=side, leader_logger=agent.logger.named("leader"),
+    )
+    raft.leadership_observers.append(duties.leadership_changed)
+    raft.leadership_observers.append(lambda leader: agent.sync.trigger() if leader else None)
+    bootstrap = (Server(id=config.node_id, address=raft_address),) if (
+        config.dev or config.bootstrap
+    ) else ()
+    # Consul starts Raft before joining its gossip pools.
+    server_side.insert(0, RaftService(raft, bootstrap_servers=bootstrap))
+    rpc = TCPServer(ports.server, rpc_factory(side.named("rpc")), interface=config.bind_addr,
+                    reactor=reactor)
+    server_side.append(rpc)

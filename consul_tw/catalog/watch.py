@@ -1,0 +1,50 @@
+# -*- test-case-name: tests.unit.catalog.test_watch -*-
+"""
+Waiting for the catalog to change: the core of Consul's blocking queries.
+
+A reader that wants "the nodes, once the index passes 42" calls
+:meth:`WatchSet.wait` and re-reads when it fires.  The store calls
+:meth:`WatchSet.notify` after every write; waiters are woken one reactor
+turn later so that no HTTP code runs inside the Raft driver.  Timeouts are
+on the injected clock, and a cancelled wait (the client hung up) leaves no
+delayed call behind.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+
+@attrs.define(eq=False)
+class WatchSet:
+    clock: IReactorTime
+    _waiting: dict[Deferred[bool], IDelayedCall] = attrs.field(factory=dict)
+
+    def wait(self, timeout: float) -> Deferred[bool]:
+        """Fires True at the next change, False when ``timeout`` passes first."""
+
+        def cancel(d: Deferred[bool]) -> None:
+            timer = self._waiting.pop(d, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+
+        waiting: Deferred[bool] = Deferred(cancel)
+        self._waiting[waiting] = self.clock.callLater(timeout, self._fire, waiting, False)
+        return waiting
+
+    def notify(self) -> None:
+        for waiting in list(self._waiting):
+            self.clock.callLater(0, self._fire, waiting, True)
+
+    def _fire(self, waiting: Deferred[bool], changed: bool) -> None:
+        timer = self._waiting.pop(waiting, None)
+        if timer is None:
+            return
+        if timer.active():
+            timer.cancel()
+        waiting.callback(changed)
+
+
+__all__ = ["WatchSet", "CancelledError"]

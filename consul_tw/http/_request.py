@@ -1,0 +1,148 @@
+# -*- test-case-name: tests.unit.http.test_api -*-
+"""
+One API call, its reply, and the rules every catalog read shares.
+
+Handlers receive an :class:`ApiCall` (method, path remainder, query, body,
+agent) and return a :class:`Reply` or a Deferred of one; they raise
+:class:`HTTPError` for Consul's plain-text error answers.  :func:`catalog_read`
+implements what all replicated reads do in Consul: the ``?dc`` check,
+consistency modes, blocking on ``?index``/``?wait`` and the ``X-Consul-*``
+headers.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+
+from consul_tw.agent import Agent
+from consul_tw.catalog.store import StateStore
+from consul_tw.catalog.watch import WatchSet
+from consul_tw.durations import parse_duration
+
+#: Blocking query defaults (Consul's default_query_time / max_query_time).
+DEFAULT_WAIT = 300.0
+MAX_WAIT = 600.0
+
+
+class HTTPError(Exception):
+    """An error answer: status code and Consul's one-line plain-text body."""
+
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+@attrs.frozen
+class Reply:
+    """A successful answer: a JSON-able value, or raw bytes with ``json=False``."""
+
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = attrs.field(factory=dict)
+    json: bool = True
+
+
+@attrs.define
+class ApiCall:
+    method: str
+    path: str
+    #: What followed the route's prefix (``/v1/catalog/node/<this>``).
+    suffix: str
+    query: dict[str, list[str]]
+    body: bytes
+    agent: Agent
+    watches: WatchSet
+    rng: random.Random = attrs.field(factory=random.Random)
+    #: Run once the reply has been sent (e.g. exit after a leave is answered).
+    after_reply: list[Callable[[], None]] = attrs.field(factory=list)
+
+    def has(self, name: str) -> bool:
+        return name in self.query
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+def check_datacenter(call: ApiCall) -> None:
+    dc = call.get("dc")
+    if dc and dc.lower() != call.agent.config.datacenter:
+        raise HTTPError(500, "No path to datacenter")
+
+
+def _blocking_params(call: ApiCall) -> tuple[int, float]:
+    index_text = call.get("index")
+    index = 0
+    if index_text:
+        try:
+            index = int(index_text)
+            if index < 0:
+                raise ValueError(index_text)
+        except ValueError:
+            raise HTTPError(400, "Invalid index") from None
+    wait = DEFAULT_WAIT
+    wait_text = call.get("wait")
+    if wait_text:
+        try:
+            wait = parse_duration(wait_text)
+        except ValueError:
+            raise HTTPError(400, "Invalid wait time") from None
+    wait = min(max(wait, 0.0), MAX_WAIT)
+    return index, wait
+
+
+def catalog_read(
+    call: ApiCall, tables: tuple[str, ...], produce: Callable[[StateStore], Any]
+) -> Deferred[Reply]:
+    """
+    Answer a read of replicated state the way Consul's RPC layer does.
+
+    Default reads need a leader; ``?stale`` may be answered by any server;
+    ``?consistent`` needs the leader (which, in a one-voter cluster, is its
+    own quorum).  With ``?index=N`` the answer waits until the tables'
+    index passes N or the wait (plus up to 1/16 jitter) runs out.
+    """
+    check_datacenter(call)
+    stale, consistent = call.has("stale"), call.has("consistent")
+    if stale and consistent:
+        raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+    agent = call.agent
+    try:
+        store = agent.catalog()
+    except Exception as e:
+        raise HTTPError(500, str(e)) from None
+    if not stale and not agent.is_leader():
+        raise HTTPError(500, "No cluster leader")
+    index, wait = _blocking_params(call)
+    mode = "stale" if stale else "consistent" if consistent else "leader"
+
+    def answer() -> Reply:
+        known_leader = bool(agent.leader_address())
+        return Reply(
+            produce(store),
+            headers={
+                "X-Consul-Index": str(max(1, store.max_index(*tables))),
+                "X-Consul-KnownLeader": "true" if known_leader else "false",
+                "X-Consul-LastContact": str(agent.last_contact_ms()),
+                "X-Consul-Effective-Consistency": mode,
+            },
+        )
+
+    if index == 0 or store.max_index(*tables) > index:
+        return succeed(answer())
+    deadline = agent.clock.seconds() + wait + call.rng.random() * wait / 16
+
+    def until_changed(_: object = None) -> Deferred[Reply] | Reply:
+        remaining = deadline - agent.clock.seconds()
+        if store.max_index(*tables) > index or remaining <= 0:
+            return answer()
+        return call.watches.wait(remaining).addCallback(until_changed)
+
+    result = until_changed()
+    return result if isinstance(result, Deferred) else succeed(result)

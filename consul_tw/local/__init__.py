@@ -1,0 +1,1 @@
+"""Agent-local state: what this agent owns in the catalog, and its sync."""

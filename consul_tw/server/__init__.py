@@ -1,0 +1,1 @@
+"""Server-only actors: leader duties and the server RPC listener."""
