@@ -69,7 +69,8 @@ def format_value(value: object) -> str:
     elif isinstance(value, timedelta):
         text = format_duration(value.total_seconds())
     elif isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(_quote(str(v)) if isinstance(v, str) else str(v) for v in value) + "]"
+        # hclog prints slices as Go does, elements quoted, never the whole.
+        return "[" + ", ".join(_quote(v) if isinstance(v, str) else str(v) for v in value) + "]"
     elif value is None:
         return ""
     else:

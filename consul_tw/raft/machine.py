@@ -369,8 +369,8 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
             _cancel(data.timer)
             data.timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
 
-    @Candidate.upon(RaftInputs.request_vote_received).loop()
-    @Leader.upon(RaftInputs.request_vote_received).loop()
+    @Candidate.upon(RaftInputs.request_vote_received, nodata=True).loop()
+    @Leader.upon(RaftInputs.request_vote_received, nodata=True).loop()
     def refuse_vote(inputs: RaftInputs, core: RaftCore, msg: RequestVote) -> None:
         # Same term: we voted for ourselves already.
         _answer_vote(core, msg)
@@ -415,7 +415,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         _cancel(data.timer)
         _accept_entries(core, msg)
 
-    @Leader.upon(RaftInputs.append_entries_received).loop()
+    @Leader.upon(RaftInputs.append_entries_received, nodata=True).loop()
     def rival_leader(inputs: RaftInputs, core: RaftCore, msg: AppendEntries) -> None:
         # Two leaders in one term cannot happen; refuse rather than corrupt the log.
         core.logger.error("two leaders in one term", term=msg.term, other=msg.leader_address)
@@ -468,8 +468,8 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         core.persisted_index = max(core.persisted_index, index)
         _leader_commit(core, data)
 
-    @Follower.upon(RaftInputs.log_persisted).loop()
-    @Candidate.upon(RaftInputs.log_persisted).loop()
+    @Follower.upon(RaftInputs.log_persisted, nodata=True).loop()
+    @Candidate.upon(RaftInputs.log_persisted, nodata=True).loop()
     def persisted(inputs: RaftInputs, core: RaftCore, index: int) -> None:
         core.persisted_index = max(core.persisted_index, index)
 
@@ -482,8 +482,8 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         if waiting is not None:
             _eventually(core, waiting, result)
 
-    @Follower.upon(RaftInputs.applied).loop()
-    @Candidate.upon(RaftInputs.applied).loop()
+    @Follower.upon(RaftInputs.applied, nodata=True).loop()
+    @Candidate.upon(RaftInputs.applied, nodata=True).loop()
     def follower_applied(inputs: RaftInputs, core: RaftCore, index: int, result: object) -> None:
         core.applied_index = max(core.applied_index, index)
 
@@ -497,8 +497,8 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         return waiting
 
     @Stopped.upon(RaftInputs.apply).loop()
-    @Follower.upon(RaftInputs.apply).loop()
-    @Candidate.upon(RaftInputs.apply).loop()
+    @Follower.upon(RaftInputs.apply, nodata=True).loop()
+    @Candidate.upon(RaftInputs.apply, nodata=True).loop()
     def not_leader_apply(inputs: RaftInputs, core: RaftCore, command: bytes) -> Deferred[Any]:
         return fail(NotLeader("node is not the leader"))
 

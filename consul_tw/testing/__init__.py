@@ -1,0 +1,1 @@
+"""Fakes shipped for tests of consul-tw and of code built on it (as treq.testing)."""
