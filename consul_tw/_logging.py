@@ -17,11 +17,12 @@ own chatter, which Consul users would not expect to see.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 import attrs
-from twisted.logger import ILogObserver, LogLevel, Logger, formatEvent
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from zope.interface import implementer
 
 from consul_tw.durations import format_duration
@@ -91,7 +92,9 @@ def _quote(text: str) -> str:
 
 def format_timestamp(epoch: float) -> str:
     """Go layout ``2006-01-02T15:04:05.000Z0700`` in local time (``Z`` for UTC)."""
-    offset = timedelta(seconds=-(time.altzone if time.localtime(epoch).tm_isdst > 0 else time.timezone))
+    offset = timedelta(
+        seconds=-(time.altzone if time.localtime(epoch).tm_isdst > 0 else time.timezone)
+    )
     moment = datetime.fromtimestamp(epoch, timezone(offset))
     stamp = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{int(moment.microsecond / 1000):03d}"
     if offset == timedelta(0):
@@ -99,7 +102,9 @@ def format_timestamp(epoch: float) -> str:
     return stamp + moment.strftime("%z")
 
 
-def format_line(epoch: float, level: str, name: str, message: str, pairs: Iterable[tuple[str, Any]]) -> str:
+def format_line(
+    epoch: float, level: str, name: str, message: str, pairs: Iterable[tuple[str, Any]]
+) -> str:
     """One hclog line, without the trailing newline."""
     bracket = f"[{level}]".ljust(7)
     text = f"{format_timestamp(epoch)} {bracket} "
@@ -120,7 +125,7 @@ class HcLogger:
 
     name: str
 
-    def named(self, child: str) -> "HcLogger":
+    def named(self, child: str) -> HcLogger:
         """A sub-logger, as hclog's ``Named``: ``agent`` → ``agent.server``."""
         return HcLogger(f"{self.name}.{child}" if self.name else child)
 
@@ -178,7 +183,9 @@ def render_event(event: dict[str, Any]) -> str:
     level = event_level(event)
     epoch = event.get("log_time", time.time())
     if "hclog_message" in event:
-        return format_line(epoch, level, event["hclog_name"], event["hclog_message"], event["hclog_pairs"])
+        return format_line(
+            epoch, level, event["hclog_name"], event["hclog_message"], event["hclog_pairs"]
+        )
     message = formatEvent(event) or ""
     failure = event.get("log_failure")
     if failure is not None:

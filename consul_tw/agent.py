@@ -11,7 +11,8 @@ owns the listeners and is told when the agent wants the process to end.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -130,7 +131,9 @@ class Agent:
             waiting: Deferred[None] = Deferred()
 
             def relay(result: object) -> object:
-                waiting.callback(None) if not isinstance(result, Failure) else waiting.errback(result)
+                waiting.callback(None) if not isinstance(result, Failure) else waiting.errback(
+                    result
+                )
                 return result
 
             self._leaving.addBoth(relay)

@@ -2,8 +2,9 @@
 """
 The start-up banner, in Consul 1.8's layout.
 
-Labels are right-aligned on the colon in an 18-character column; string values are single-quoted.  It ends with the line that tells
-the user log output follows, after which the buffered log is released.
+Labels are right-aligned on the colon in an 18-character column; string
+values are single-quoted.  It ends with the line that tells the user log
+output follows, after which the buffered log is released.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import attrs
 
 from consul_tw import __version__
 from consul_tw.config import AgentConfig
-
 
 #: Consul pads every label on the left to this width (command/agent/agent.go).
 LABEL_WIDTH = 18
@@ -29,8 +29,10 @@ def banner_lines(config: AgentConfig) -> list[str]:
         ("Server", f"{_bool(config.server)} (Bootstrap: {_bool(config.bootstrap)})"),
         (
             "Client Addr",
-            f"[{config.client_addr}] (HTTP: {ports['http']}, HTTPS: {ports['https']}, "
-            f"gRPC: {ports['grpc']}, DNS: {ports['dns']})",
+            (
+                f"[{config.client_addr}] (HTTP: {ports['http']}, HTTPS: {ports['https']}, "
+                f"gRPC: {ports['grpc']}, DNS: {ports['dns']})"
+            ),
         ),
         (
             "Cluster Addr",

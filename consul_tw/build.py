@@ -91,8 +91,12 @@ def build_agent(
             addr=address,
             port=ports.serf_lan,
             tags=server_tags(
-                datacenter=config.datacenter, node_id=config.node_id, server_port=ports.server,
-                wan_port=ports.serf_wan, bootstrap=config.bootstrap, wan=False,
+                datacenter=config.datacenter,
+                node_id=config.node_id,
+                server_port=ports.server,
+                wan_port=ports.serf_wan,
+                bootstrap=config.bootstrap,
+                wan=False,
             )
             if config.server
             else client_tags(datacenter=config.datacenter, node_id=config.node_id),
@@ -102,7 +106,10 @@ def build_agent(
     )
     server_side: list[IService] = [
         GossipService(
-            lan, interface=config.bind_addr, port=ports.serf_lan, reactor=reactor,
+            lan,
+            interface=config.bind_addr,
+            port=ports.serf_lan,
+            reactor=reactor,
             memberlist_logger=side.named("memberlist").named("lan"),
         )
     ]
@@ -114,22 +121,36 @@ def build_agent(
     endpoints: list[IService] = []
     if agent.store is not None and ports.dns >= 0:
         authority = ConsulAuthority(
-            agent.store, datacenter=config.datacenter, clock=clock, domain=config.domain,
+            agent.store,
+            datacenter=config.datacenter,
+            clock=clock,
+            domain=config.domain,
             logger=root.named("dns"),
         )
         endpoints.append(
-            DNSService(authority, interface=config.client_addr, port=ports.dns, reactor=reactor,
-                       logger=root)
+            DNSService(
+                authority,
+                interface=config.client_addr,
+                port=ports.dns,
+                reactor=reactor,
+                logger=root,
+            )
         )
     if ports.http >= 0:
         endpoints.append(
             HTTPService(
                 build_site(agent, logger=root.named("http"), rng=rng),
-                interface=config.client_addr, port=ports.http, reactor=reactor, logger=root,
+                interface=config.client_addr,
+                port=ports.http,
+                reactor=reactor,
+                logger=root,
             )
         )
     return AgentService(
-        agent, reactor=reactor, server_side=server_side, endpoints=endpoints,
+        agent,
+        reactor=reactor,
+        server_side=server_side,
+        endpoints=endpoints,
         install_signal_handlers=install_signal_handlers,
     )
 
@@ -152,9 +173,12 @@ def _add_server_parts(
                 addr=address,
                 port=ports.serf_wan,
                 tags=server_tags(
-                    datacenter=config.datacenter, node_id=config.node_id,
-                    server_port=ports.server, wan_port=ports.serf_wan,
-                    bootstrap=config.bootstrap, wan=True,
+                    datacenter=config.datacenter,
+                    node_id=config.node_id,
+                    server_port=ports.server,
+                    wan_port=ports.serf_wan,
+                    bootstrap=config.bootstrap,
+                    wan=True,
                 ),
             ),
             clock=clock,
@@ -164,7 +188,10 @@ def _add_server_parts(
         server_side.insert(
             0,
             GossipService(
-                agent.wan, interface=config.bind_addr, port=ports.serf_wan, reactor=reactor,
+                agent.wan,
+                interface=config.bind_addr,
+                port=ports.serf_wan,
+                reactor=reactor,
                 memberlist_logger=side.named("memberlist").named("wan"),
             ),
         )
@@ -183,20 +210,31 @@ def _add_server_parts(
     )
     agent.store, agent.raft = store, raft
     agent.sync = NodeInfoSync(
-        node=node_spec(config), read_node=store.get_node, write=agent.write, clock=clock,
+        node=node_spec(config),
+        read_node=store.get_node,
+        write=agent.write,
+        clock=clock,
         logger=agent.logger,
     )
     duties = LeaderDuties(
-        node_name=config.node_name, datacenter=config.datacenter, store=store, lan=agent.lan,
-        write=agent.write, server_logger=side, leader_logger=agent.logger.named("leader"),
+        node_name=config.node_name,
+        datacenter=config.datacenter,
+        store=store,
+        lan=agent.lan,
+        write=agent.write,
+        server_logger=side,
+        leader_logger=agent.logger.named("leader"),
     )
     raft.leadership_observers.append(duties.leadership_changed)
     raft.leadership_observers.append(lambda leader: agent.sync.trigger() if leader else None)
-    bootstrap = (Server(id=config.node_id, address=raft_address),) if (
-        config.dev or config.bootstrap
-    ) else ()
+    bootstrap = (
+        (Server(id=config.node_id, address=raft_address),)
+        if (config.dev or config.bootstrap)
+        else ()
+    )
     # Consul starts Raft before joining its gossip pools.
     server_side.insert(0, RaftService(raft, bootstrap_servers=bootstrap))
-    rpc = TCPServer(ports.server, rpc_factory(side.named("rpc")), interface=config.bind_addr,
-                    reactor=reactor)
+    rpc = TCPServer(
+        ports.server, rpc_factory(side.named("rpc")), interface=config.bind_addr, reactor=reactor
+    )
     server_side.append(rpc)

@@ -15,7 +15,8 @@ import ipaddress
 import json
 import re
 import uuid
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
@@ -234,8 +235,14 @@ def build_config(
         merged["server"] = True
     if bootstrap:
         merged["bootstrap"] = True
-    return _validate(merged, dev=dev, hostname=hostname, new_uuid=new_uuid,
-                     read_node_id=read_node_id, warnings=warnings)
+    return _validate(
+        merged,
+        dev=dev,
+        hostname=hostname,
+        new_uuid=new_uuid,
+        read_node_id=read_node_id,
+        warnings=warnings,
+    )
 
 
 def _validate(
@@ -258,9 +265,7 @@ def _validate(
 
     datacenter = _str(merged.get("datacenter", "dc1"), "datacenter").lower()
     if not _DATACENTER.match(datacenter):
-        raise ConfigError(
-            "datacenter can only contain lowercase alphanumeric, - or _ characters."
-        )
+        raise ConfigError("datacenter can only contain lowercase alphanumeric, - or _ characters.")
 
     data_dir = merged.get("data_dir")
     if data_dir is not None:
@@ -296,12 +301,11 @@ def _validate(
         raise ConfigError("ports.server and ports.serf_lan cannot be disabled")
 
     performance = merged.get("performance", {})
-    multiplier = _int(
-        performance.get("raft_multiplier", 5), "performance.raft_multiplier", 1, 10
-    )
+    multiplier = _int(performance.get("raft_multiplier", 5), "performance.raft_multiplier", 1, 10)
     try:
-        drain = parse_duration(_str(performance.get("leave_drain_time", "5s"),
-                                    "performance.leave_drain_time"))
+        drain = parse_duration(
+            _str(performance.get("leave_drain_time", "5s"), "performance.leave_drain_time")
+        )
     except ValueError as e:
         raise ConfigError(f"performance.leave_drain_time: {e}") from None
 
@@ -332,10 +336,12 @@ def _validate(
         ports=ports,
         raft_multiplier=multiplier,
         leave_drain_time=drain,
-        leave_on_terminate=_bool(merged.get("leave_on_terminate", not server),
-                                 "leave_on_terminate"),
-        skip_leave_on_interrupt=_bool(merged.get("skip_leave_on_interrupt", server),
-                                      "skip_leave_on_interrupt"),
+        leave_on_terminate=_bool(
+            merged.get("leave_on_terminate", not server), "leave_on_terminate"
+        ),
+        skip_leave_on_interrupt=_bool(
+            merged.get("skip_leave_on_interrupt", server), "skip_leave_on_interrupt"
+        ),
         pretty_json=dev,
         warnings=tuple(dict.fromkeys(warnings)),
     )

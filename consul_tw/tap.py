@@ -22,18 +22,7 @@ from twisted.python import usage
 
 from consul_tw._logging import HclogObserver
 from consul_tw.config import FLAG_KEYS, AgentConfig, ConfigError, build_config
-
-
-def _normalise(argv: list[str], long_names: set[str]) -> list[str]:
-    """Consul spells long flags with one dash: ``-dev`` means ``--dev``."""
-    out = []
-    for arg in argv:
-        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2:
-            name = arg[1:].split("=", 1)[0]
-            if name in long_names:
-                arg = "-" + arg
-        out.append(arg)
-    return out
+from consul_tw.goflags import normalise_argv
 
 
 class Options(usage.Options):
@@ -77,9 +66,8 @@ class Options(usage.Options):
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         argv = sys.argv[1:] if options is None else list(options)
-        names = {name for name, *_ in self.optFlags + self.optParameters} | {"config-file"}
         try:
-            super().parseOptions(_normalise(argv, names))
+            super().parseOptions(normalise_argv(argv, self.longOpt))
         except usage.UsageError as e:
             _fail(str(e))
 

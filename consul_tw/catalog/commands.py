@@ -11,7 +11,8 @@ keeps them across upgrades.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Union
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import msgpack
@@ -76,7 +77,7 @@ class Deregister:
     check_id: str | None = None
 
 
-Command = Union[Register, Deregister]
+Command = Register | Deregister
 
 _VERSION = 1
 _TAGS: dict[type, str] = {Register: "register", Deregister: "deregister"}

@@ -14,7 +14,7 @@ lower-cased), but every row keeps the spelling it was registered with.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 
@@ -147,7 +147,12 @@ class StateStore:
         if not request.node.address:
             raise RegistrationError("Must provide address")
         existing = self._nodes.get(request.node.node.lower())
-        if existing is not None and existing.id and request.node.id and existing.id != request.node.id:
+        if (
+            existing is not None
+            and existing.id
+            and request.node.id
+            and existing.id != request.node.id
+        ):
             raise RegistrationError(
                 f'node ID "{request.node.id}" for node "{request.node.node}" aliases '
                 f'existing node "{existing.node}"'
@@ -223,4 +228,3 @@ class StateStore:
             return
         checks[spec.check_id] = attrs.evolve(row, modify_index=index)
         self._bump(CHECKS, index)
-

@@ -10,7 +10,7 @@ names are Python's; the Consul JSON names live in :mod:`consul_tw.http.shapes`.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import attrs
 

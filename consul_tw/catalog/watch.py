@@ -47,4 +47,4 @@ class WatchSet:
         waiting.callback(changed)
 
 
-__all__ = ["WatchSet", "CancelledError"]
+__all__ = ["CancelledError", "WatchSet"]

@@ -30,7 +30,7 @@ from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
 from twisted.web.http_headers import Headers
 
-from consul_tw.cli._flags import parse_go_bool
+from consul_tw.goflags import parse_go_bool
 
 DEFAULT_ADDRESS = "127.0.0.1:8500"
 

@@ -10,7 +10,7 @@ is how every agent learns roles, ports and IDs of the others.
 from __future__ import annotations
 
 import enum
-from typing import Mapping
+from collections.abc import Mapping
 
 import attrs
 

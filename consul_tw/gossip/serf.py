@@ -13,7 +13,7 @@ layer) arrive with the gossip issue and feed this same table and events.
 from __future__ import annotations
 
 import enum
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -98,7 +98,8 @@ class Membership:
         """Serf's graceful leave: announce ``leaving``, let it propagate, end ``left``."""
         self._set_local(MemberStatus.LEAVING)
         others = [
-            m for m in self._members.values()
+            m
+            for m in self._members.values()
             if m.name != self.local.name and m.status is MemberStatus.ALIVE
         ]
         waited: Deferred[None] = (

@@ -52,7 +52,12 @@ class GossipService(Service):
     """Binds one Serf pool's port (UDP + TCP) and runs its membership."""
 
     def __init__(
-        self, membership: Membership, *, interface: str, port: int, reactor: Any,
+        self,
+        membership: Membership,
+        *,
+        interface: str,
+        port: int,
+        reactor: Any,
         memberlist_logger: HcLogger,
     ) -> None:
         self.membership = membership

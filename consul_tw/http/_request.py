@@ -13,12 +13,13 @@ headers.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
-from consul_tw.agent import Agent
+from consul_tw.agent import Agent, AgentNotServer
 from consul_tw.catalog.store import StateStore
 from consul_tw.catalog.watch import WatchSet
 from consul_tw.durations import parse_duration
@@ -115,7 +116,7 @@ def catalog_read(
     agent = call.agent
     try:
         store = agent.catalog()
-    except Exception as e:
+    except AgentNotServer as e:
         raise HTTPError(500, str(e)) from None
     if not stale and not agent.is_leader():
         raise HTTPError(500, "No cluster leader")

@@ -11,7 +11,8 @@ Handlers live in one module per API area and never see twisted.web.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import attrs
@@ -53,7 +54,7 @@ def _match(routes: Iterable[Route], path: str) -> tuple[Route, str] | None:
     for route in routes:
         if route.prefix and path.startswith(route.path):
             if best is None or len(route.path) > len(best[0].path):
-                best = (route, path[len(route.path):])
+                best = (route, path[len(route.path) :])
         elif not route.prefix and path == route.path:
             return route, ""
     return best
@@ -136,8 +137,14 @@ class ApiResource(Resource):
         route, suffix = found
         body = request.content.read() if request.content is not None else b""
         call = ApiCall(
-            method=method, path=path, suffix=suffix, query=query, body=body,
-            agent=self._agent, watches=self.watches, rng=self._rng,
+            method=method,
+            path=path,
+            suffix=suffix,
+            query=query,
+            body=body,
+            agent=self._agent,
+            watches=self.watches,
+            rng=self._rng,
         )
         return call, route
 

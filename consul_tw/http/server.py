@@ -21,7 +21,13 @@ from consul_tw.http.root import QuietSite
 
 class HTTPService(Service):
     def __init__(
-        self, site: QuietSite, *, interface: str, port: int, reactor: Any, logger: HcLogger,
+        self,
+        site: QuietSite,
+        *,
+        interface: str,
+        port: int,
+        reactor: Any,
+        logger: HcLogger,
         drain_timeout: float = 2.0,
     ) -> None:
         self.site = site

@@ -9,7 +9,8 @@ encoder sorts them.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from consul_tw.catalog.structs import HealthCheck, Node, NodeService
 from consul_tw.gossip.members import Member

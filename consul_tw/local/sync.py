@@ -12,7 +12,8 @@ the cluster gains a leader.  Time comes from the injected clock.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -68,7 +69,10 @@ class NodeInfoSync:
     def in_sync(self, row: Node | None) -> bool:
         spec = self.node
         return row is not None and (
-            row.id, row.address, dict(row.tagged_addresses), dict(row.meta)
+            row.id,
+            row.address,
+            dict(row.tagged_addresses),
+            dict(row.meta),
         ) == (spec.id, spec.address, dict(spec.tagged_addresses), dict(spec.meta))
 
     def _schedule(self, delay: float) -> None:

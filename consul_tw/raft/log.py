@@ -10,7 +10,7 @@ taken from the latest configuration entry in the log, committed or not.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -22,7 +22,7 @@ class RaftLog:
     _entries: list[LogEntry] = attrs.field(factory=list)
 
     @classmethod
-    def from_entries(cls, entries: Iterable[LogEntry]) -> "RaftLog":
+    def from_entries(cls, entries: Iterable[LogEntry]) -> RaftLog:
         return cls(list(entries))
 
     @property

@@ -17,7 +17,8 @@ steps down on its own.  The transition table is in docs/architecture.md.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 from automat import TypeMachineBuilder
@@ -324,7 +325,9 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
             if not core.voters
             else "not part of stable configuration, aborting election"
         )
-        data.timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
+        data.timer = core.after(
+            core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
+        )
 
     @Follower.upon(RaftInputs._start_election).to(Candidate)
     def become_candidate(inputs: RaftInputs, core: RaftCore, data: FollowerData) -> None:
@@ -367,7 +370,9 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     ) -> None:
         if _answer_vote(core, msg):
             _cancel(data.timer)
-            data.timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
+            data.timer = core.after(
+                core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
+            )
 
     @Candidate.upon(RaftInputs.request_vote_received, nodata=True).loop()
     @Leader.upon(RaftInputs.request_vote_received, nodata=True).loop()
@@ -405,7 +410,9 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     @Follower.upon(RaftInputs.append_entries_received).loop()
     def follow(inputs: RaftInputs, core: RaftCore, data: FollowerData, msg: AppendEntries) -> None:
         _cancel(data.timer)
-        data.timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
+        data.timer = core.after(
+            core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
+        )
         _accept_entries(core, msg)
 
     @Candidate.upon(RaftInputs.append_entries_received).to(Follower)
@@ -420,13 +427,18 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         # Two leaders in one term cannot happen; refuse rather than corrupt the log.
         core.logger.error("two leaders in one term", term=msg.term, other=msg.leader_address)
         core.outbox.append(
-            Send(msg.leader_id, AppendEntriesResponse(term=core.term, peer_id=core.node_id, success=False))
+            Send(
+                msg.leader_id,
+                AppendEntriesResponse(term=core.term, peer_id=core.node_id, success=False),
+            )
         )
 
     @Leader.upon(RaftInputs.heartbeat_due).loop()
     def send_heartbeats(inputs: RaftInputs, core: RaftCore, data: LeaderData) -> None:
         for peer in core.peers:
-            progress = data.progress.setdefault(peer.id, Progress(next_index=core.log.last_index + 1))
+            progress = data.progress.setdefault(
+                peer.id, Progress(next_index=core.log.last_index + 1)
+            )
             prev = progress.next_index - 1
             core.outbox.append(
                 Send(
@@ -508,9 +520,17 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
 
     # Inputs that may still arrive after stop() are dropped on purpose.
     for name in (
-        "election_timeout", "heartbeat_due", "_start_election", "_won_election", "log_persisted", "applied",
-        "vote_response_received", "append_entries_received",
-        "append_entries_response_received", "request_vote_received", "higher_term_seen",
+        "election_timeout",
+        "heartbeat_due",
+        "_start_election",
+        "_won_election",
+        "log_persisted",
+        "applied",
+        "vote_response_received",
+        "append_entries_received",
+        "append_entries_response_received",
+        "request_vote_received",
+        "higher_term_seen",
     ):
         ShutDown.upon(getattr(RaftInputs, name)).loop().returns(None)
 
@@ -555,7 +575,10 @@ def _answer_vote(core: RaftCore, msg: RequestVote) -> bool:
     if granted:
         core.set_hard_state(core.term, msg.candidate_id)
     core.outbox.append(
-        Send(msg.candidate_id, RequestVoteResponse(term=core.term, voter_id=core.node_id, granted=granted))
+        Send(
+            msg.candidate_id,
+            RequestVoteResponse(term=core.term, voter_id=core.node_id, granted=granted),
+        )
     )
     return granted
 
@@ -569,7 +592,9 @@ def _accept_entries(core: RaftCore, msg: AppendEntries) -> None:
             Send(
                 msg.leader_id,
                 AppendEntriesResponse(
-                    term=core.term, peer_id=core.node_id, success=False,
+                    term=core.term,
+                    peer_id=core.node_id,
+                    success=False,
                     match_index=min(core.log.last_index, msg.prev_log_index - 1),
                 ),
             )
@@ -592,7 +617,9 @@ def _accept_entries(core: RaftCore, msg: AppendEntries) -> None:
     core.outbox.append(
         Send(
             msg.leader_id,
-            AppendEntriesResponse(term=core.term, peer_id=core.node_id, success=True, match_index=last_new),
+            AppendEntriesResponse(
+                term=core.term, peer_id=core.node_id, success=True, match_index=last_new
+            ),
         )
     )
 

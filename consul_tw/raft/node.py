@@ -13,7 +13,8 @@ cluster wire nodes together in memory on one ``task.Clock``.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -55,7 +56,9 @@ class IFSM(Protocol):
 
 def format_servers(servers: tuple[Server, ...]) -> str:
     """hashicorp/raft's Go rendering of a configuration, as log lines show it."""
-    return "[" + " ".join(f"{{Suffrage:Voter ID:{s.id} Address:{s.address}}}" for s in servers) + "]"
+    return (
+        "[" + " ".join(f"{{Suffrage:Voter ID:{s.id} Address:{s.address}}}" for s in servers) + "]"
+    )
 
 
 @attrs.define(eq=False)
@@ -87,7 +90,7 @@ class RaftNode:
         logger: HcLogger,
         send: Callable[[str, Message], None] = lambda peer, msg: None,
         rng: random.Random | None = None,
-    ) -> "RaftNode":
+    ) -> RaftNode:
         """Rebuild the machine's core from what the stores hold."""
         term, voted_for = stable_store.load_hard_state()
         core = RaftCore(
@@ -177,7 +180,9 @@ class RaftNode:
         elif isinstance(message, AppendEntries):
             self.send(
                 message.leader_id,
-                AppendEntriesResponse(term=self.core.term, peer_id=self.core.node_id, success=False),
+                AppendEntriesResponse(
+                    term=self.core.term, peer_id=self.core.node_id, success=False
+                ),
             )
 
     def _drain(self) -> None:

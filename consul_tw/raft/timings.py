@@ -21,7 +21,7 @@ class RaftTimings:
     commit_timeout: float = 0.050
 
     @classmethod
-    def production(cls, multiplier: int) -> "RaftTimings":
+    def production(cls, multiplier: int) -> RaftTimings:
         return cls(
             heartbeat_timeout=1.0 * multiplier,
             election_timeout=1.0 * multiplier,
@@ -29,10 +29,10 @@ class RaftTimings:
         )
 
     @classmethod
-    def dev(cls) -> "RaftTimings":
+    def dev(cls) -> RaftTimings:
         return cls(heartbeat_timeout=0.035, election_timeout=0.052, leader_lease_timeout=0.020)
 
     @property
     def heartbeat_interval(self) -> float:
-        """How often a leader sends heartbeats: a tenth of the follower timeout, as hashicorp/raft."""
+        """How often a leader sends heartbeats: a tenth of the follower timeout (hashicorp/raft)."""
         return self.heartbeat_timeout / 10

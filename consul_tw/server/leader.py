@@ -11,14 +11,22 @@ stay, and left ones are deregistered.  All writes go through Raft.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 
 from consul_tw import __version__
 from consul_tw._logging import HcLogger
-from consul_tw.catalog.commands import CheckSpec, Command, Deregister, NodeSpec, Register, ServiceSpec
+from consul_tw.catalog.commands import (
+    CheckSpec,
+    Command,
+    Deregister,
+    NodeSpec,
+    Register,
+    ServiceSpec,
+)
 from consul_tw.catalog.store import StateStore
 from consul_tw.catalog.structs import (
     CRITICAL,

@@ -21,8 +21,14 @@ from consul_tw.testing.reactor import MemoryReactorWithUDP
 
 def dev_config(**flags: str) -> AgentConfig:
     flags.setdefault("node", "host")
-    return build_config(dev=True, server=False, flags=flags, config_files=[], hostname="h",
-                        new_uuid=lambda: "7a82fb12-a621-004b-a8cd-98861b80d64c")
+    return build_config(
+        dev=True,
+        server=False,
+        flags=flags,
+        config_files=[],
+        hostname="h",
+        new_uuid=lambda: "7a82fb12-a621-004b-a8cd-98861b80d64c",
+    )
 
 
 class DevAgentTests(SynchronousTestCase):
@@ -43,7 +49,9 @@ class DevAgentTests(SynchronousTestCase):
 
     def test_listens_on_every_port(self) -> None:
         self.start()
-        self.assertEqual(sorted(p[0] for p in self.reactor.tcpServers), [8300, 8301, 8302, 8500, 8600])
+        self.assertEqual(
+            sorted(p[0] for p in self.reactor.tcpServers), [8300, 8301, 8302, 8500, 8600]
+        )
         self.assertEqual(sorted(self.reactor.udpPorts), [8301, 8302, 8600])
         self.assertTrue(all(p[3] == "127.0.0.1" for p in self.reactor.tcpServers))
 
@@ -55,9 +63,17 @@ class DevAgentTests(SynchronousTestCase):
         assert node is not None
         self.assertEqual(
             (node.id, node.address, dict(node.tagged_addresses), dict(node.meta)),
-            ("7a82fb12-a621-004b-a8cd-98861b80d64c", "127.0.0.1",
-             {"lan": "127.0.0.1", "lan_ipv4": "127.0.0.1", "wan": "127.0.0.1", "wan_ipv4": "127.0.0.1"},
-             {"consul-network-segment": ""}),
+            (
+                "7a82fb12-a621-004b-a8cd-98861b80d64c",
+                "127.0.0.1",
+                {
+                    "lan": "127.0.0.1",
+                    "lan_ipv4": "127.0.0.1",
+                    "wan": "127.0.0.1",
+                    "wan_ipv4": "127.0.0.1",
+                },
+                {"consul-network-segment": ""},
+            ),
         )
         self.assertGreater(node.modify_index, node.create_index)
         checks = {c.check_id: c.status for c in store.node_checks("host")}
@@ -90,7 +106,9 @@ class DevAgentTests(SynchronousTestCase):
             "agent: Synced node info",
         ]
         positions = [text.find(line) for line in order]
-        self.assertNotIn(-1, positions, [line for line, p in zip(order, positions) if p < 0])
+        self.assertNotIn(
+            -1, positions, [line for line, p in zip(order, positions, strict=True) if p < 0]
+        )
         self.assertEqual(positions, sorted(positions))
         self.assertNotIn("Traceback", text)
 
@@ -115,7 +133,8 @@ class DevAgentTests(SynchronousTestCase):
         error = self.assertRaises(SystemExit, service.startService)
         self.assertEqual(error.code, 1)
         self.assertEqual(
-            self.errors, ["==> Error starting agent: listen 127.0.0.1:8500: bind: address already in use"]
+            self.errors,
+            ["==> Error starting agent: listen 127.0.0.1:8500: bind: address already in use"],
         )
 
     def test_graceful_leave_then_exit_zero(self) -> None:
@@ -150,7 +169,9 @@ class DevAgentTests(SynchronousTestCase):
             "agent: Exit code: code=0",
         ]
         positions = [text.find(line) for line in order]
-        self.assertNotIn(-1, positions, [line for line, p in zip(order, positions) if p < 0])
+        self.assertNotIn(
+            -1, positions, [line for line, p in zip(order, positions, strict=True) if p < 0]
+        )
         self.assertEqual(positions, sorted(positions))
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 

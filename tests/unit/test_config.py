@@ -10,7 +10,10 @@ from consul_tw.config import AgentConfig, ConfigError, build_config
 
 
 def config(
-    *, dev: bool = True, server: bool = False, files: dict[str, dict[str, Any]] | None = None,
+    *,
+    dev: bool = True,
+    server: bool = False,
+    files: dict[str, dict[str, Any]] | None = None,
     **flags: str,
 ) -> AgentConfig:
     files = files or {}
@@ -37,7 +40,9 @@ class DevDefaultsTests(SynchronousTestCase):
 
     def test_production_defaults(self) -> None:
         c = config(dev=False, data_dir="/tmp/x")
-        self.assertEqual((c.server, c.log_level, c.raft_multiplier, c.ports.grpc), (False, "INFO", 5, -1))
+        self.assertEqual(
+            (c.server, c.log_level, c.raft_multiplier, c.ports.grpc), (False, "INFO", 5, -1)
+        )
         self.assertEqual((c.leave_on_terminate, c.skip_leave_on_interrupt), (True, False))
         s = config(dev=False, server=True, data_dir="/tmp/x")
         self.assertEqual((s.leave_on_terminate, s.skip_leave_on_interrupt), (False, True))
@@ -62,11 +67,17 @@ class RefusalTests(SynchronousTestCase):
 
     def test_unknown_keys_are_errors(self) -> None:
         self.assert_refused("invalid config key bogus", files={"f.json": {"bogus": 1}})
-        self.assert_refused("invalid config key ports.bogus", files={"f.json": {"ports": {"bogus": 1}}})
+        self.assert_refused(
+            "invalid config key ports.bogus", files={"f.json": {"ports": {"bogus": 1}}}
+        )
 
     def test_known_unbuilt_keys_warn_once(self) -> None:
-        c = config(files={"a.json": {"acl": {"enabled": True}, "ports": {"grpc_tls": 8503}},
-                          "b.json": {"acl": {}}})
+        c = config(
+            files={
+                "a.json": {"acl": {"enabled": True}, "ports": {"grpc_tls": 8503}},
+                "b.json": {"acl": {}},
+            }
+        )
         self.assertEqual(c.warnings, ("acl", "ports.grpc_tls"))
 
     def test_bad_values(self) -> None:
@@ -83,12 +94,21 @@ class RefusalTests(SynchronousTestCase):
         self.assert_refused("data_dir cannot be empty", dev=False)
         self.assert_refused(
             "Bootstrap mode requires Server mode",
-            dev=False, data_dir="/d", files={"f.json": {"bootstrap": True}},
+            dev=False,
+            data_dir="/d",
+            files={"f.json": {"bootstrap": True}},
         )
 
     def test_leave_drain_time_is_a_go_duration(self) -> None:
-        self.assertEqual(config(files={"f.json": {"performance": {"leave_drain_time": "1m30s"}}}).leave_drain_time, 90.0)
-        self.assert_refused("leave_drain_time", files={"f.json": {"performance": {"leave_drain_time": "5"}}})
+        self.assertEqual(
+            config(
+                files={"f.json": {"performance": {"leave_drain_time": "1m30s"}}}
+            ).leave_drain_time,
+            90.0,
+        )
+        self.assert_refused(
+            "leave_drain_time", files={"f.json": {"performance": {"leave_drain_time": "5"}}}
+        )
 
 
 class DnsNameWarningTests(SynchronousTestCase):

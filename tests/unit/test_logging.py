@@ -24,12 +24,19 @@ LINE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4}) (\[TRACE\]|\[DEBUG\
 
 class FormatTests(SynchronousTestCase):
     def test_line_layout(self) -> None:
-        line = format_line(0.0, "INFO", "agent.server.raft", "entering leader state",
-                           [("leader", "Node at 127.0.0.1:8300 [Leader]")])
+        line = format_line(
+            0.0,
+            "INFO",
+            "agent.server.raft",
+            "entering leader state",
+            [("leader", "Node at 127.0.0.1:8300 [Leader]")],
+        )
         self.assertRegex(line, LINE)
-        self.assertTrue(line.endswith(
-            '[INFO]  agent.server.raft: entering leader state: leader="Node at 127.0.0.1:8300 [Leader]"'
-        ))
+        self.assertTrue(
+            line.endswith(
+                '[INFO]  agent.server.raft: entering leader state: leader="Node at 127.0.0.1:8300 [Leader]"'
+            )
+        )
         self.assertIn("[DEBUG] agent: x", format_line(0.0, "DEBUG", "agent", "x", []))
         self.assertIn("[WARN]  agent: x", format_line(0.0, "WARN", "agent", "x", []))
 
@@ -44,19 +51,27 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(format_value('say "hi"'), '"say \\"hi\\""')
 
     def test_timestamp_has_milliseconds_and_zone(self) -> None:
-        self.assertRegex(format_timestamp(time.time()), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4})$")
+        self.assertRegex(
+            format_timestamp(time.time()), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4})$"
+        )
 
     def test_levels(self) -> None:
-        self.assertEqual([parse_level(x) for x in ("debug", "Warning", "err", "TRACE")],
-                         ["DEBUG", "WARN", "ERROR", "TRACE"])
+        self.assertEqual(
+            [parse_level(x) for x in ("debug", "Warning", "err", "TRACE")],
+            ["DEBUG", "WARN", "ERROR", "TRACE"],
+        )
         self.assertRaises(ValueError, parse_level, "LOUD")
 
     def test_go_durations(self) -> None:
-        self.assertEqual([parse_duration(x) for x in ("5s", "1m30s", "100ms", "0", "1h")],
-                         [5.0, 90.0, 0.1, 0.0, 3600.0])
+        self.assertEqual(
+            [parse_duration(x) for x in ("5s", "1m30s", "100ms", "0", "1h")],
+            [5.0, 90.0, 0.1, 0.0, 3600.0],
+        )
         for bad in ("5", "", "s", "1x", "1s2"):
             self.assertRaises(ValueError, parse_duration, bad)
-        self.assertEqual([format_duration(x) for x in (5.0, 11.05, 0.0012, 0.0)], ["5s", "11.05s", "1.2ms", "0s"])
+        self.assertEqual(
+            [format_duration(x) for x in (5.0, 11.05, 0.0012, 0.0)], ["5s", "11.05s", "1.2ms", "0s"]
+        )
 
 
 class ObserverTests(SynchronousTestCase):
@@ -69,10 +84,20 @@ class ObserverTests(SynchronousTestCase):
     def test_log_waits_for_the_banner(self) -> None:
         HcLogger("agent").info("before banner")
         self.assertEqual(self.out.getvalue(), "")
-        console("==> Starting Consul agent...", "", "==> Log data will now stream in as it occurs:", "")
+        console(
+            "==> Starting Consul agent...", "", "==> Log data will now stream in as it occurs:", ""
+        )
         HcLogger("agent").info("after banner", k="v")
         text = self.out.getvalue().splitlines()
-        self.assertEqual(text[:4], ["==> Starting Consul agent...", "", "==> Log data will now stream in as it occurs:", ""])
+        self.assertEqual(
+            text[:4],
+            [
+                "==> Starting Consul agent...",
+                "",
+                "==> Log data will now stream in as it occurs:",
+                "",
+            ],
+        )
         self.assertTrue(text[4].endswith("[INFO]  agent: before banner"))
         self.assertTrue(text[5].endswith("[INFO]  agent: after banner: k=v"))
 
@@ -92,7 +117,7 @@ class ObserverTests(SynchronousTestCase):
         from twisted.logger import Logger
 
         try:
-            1 / 0
+            raise ZeroDivisionError("division by zero")
         except ZeroDivisionError:
             Logger(namespace="x").failure("boom")
         self.flushLoggedErrors(ZeroDivisionError)

@@ -32,10 +32,20 @@ class OptionTests(SynchronousTestCase):
         return options
 
     def test_consul_single_dash_flags(self) -> None:
-        options = self.parse("-dev", "-node=web-1", "-http-port", "9500", "--dns-port=9600",
-                             "-config-file=a.json", "-config-file", "b.json")
+        options = self.parse(
+            "-dev",
+            "-node=web-1",
+            "-http-port",
+            "9500",
+            "--dns-port=9600",
+            "-config-file=a.json",
+            "-config-file",
+            "b.json",
+        )
         self.assertTrue(options["dev"])
-        self.assertEqual((options["node"], options["http-port"], options["dns-port"]), ("web-1", "9500", "9600"))
+        self.assertEqual(
+            (options["node"], options["http-port"], options["dns-port"]), ("web-1", "9500", "9600")
+        )
         self.assertEqual(options["config-file"], ["a.json", "b.json"])
 
     def test_unknown_option_is_one_line_and_exit_1(self) -> None:
@@ -54,7 +64,8 @@ class OptionTests(SynchronousTestCase):
         options = self.parse("--dev", "--config-file", "/nonexistent/consul.json")
         self.assertRaises(SystemExit, tap.makeService, options)
         self.assertEqual(
-            self.stderr.getvalue(), "==> Error reading /nonexistent/consul.json: No such file or directory\n"
+            self.stderr.getvalue(),
+            "==> Error reading /nonexistent/consul.json: No such file or directory\n",
         )
 
     def test_installs_its_log_observer_in_twistd(self) -> None:
@@ -68,7 +79,9 @@ class OptionTests(SynchronousTestCase):
         from twisted.scripts.twistd import ServerOptions
 
         server_options = ServerOptions()
-        server_options.parseOptions(["--logger", "twisted.logger.textFileLogObserver", "consul-agent"])
+        server_options.parseOptions(
+            ["--logger", "twisted.logger.textFileLogObserver", "consul-agent"]
+        )
         self.assertIsNot(server_options["logger"], tap.make_observer)
 
     def test_node_id_persists_in_data_dir(self) -> None:

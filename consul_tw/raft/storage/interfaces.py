@@ -10,7 +10,8 @@ them.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from consul_tw.raft.messages import LogEntry
 

@@ -20,8 +20,14 @@ from consul_tw.catalog.fsm import CatalogFSM
 from consul_tw.catalog.store import RegistrationError, StateStore
 
 FULL = Register(
-    node=NodeSpec(id="i", node="n", address="1.2.3.4", datacenter="dc1",
-                  tagged_addresses={"lan": "1.2.3.4"}, meta={"a": "b"}),
+    node=NodeSpec(
+        id="i",
+        node="n",
+        address="1.2.3.4",
+        datacenter="dc1",
+        tagged_addresses={"lan": "1.2.3.4"},
+        meta={"a": "b"},
+    ),
     service=ServiceSpec(id="web", service="web", tags=("x", "y"), port=80, meta={"m": "1"}),
     checks=(CheckSpec(check_id="c", name="C", status="passing", service_id="web"),),
     skip_node_update=True,
@@ -30,8 +36,13 @@ FULL = Register(
 
 class CodecTests(SynchronousTestCase):
     def test_round_trip(self) -> None:
-        for command in (FULL, Register(node=FULL.node), Deregister(node="n"),
-                        Deregister(node="n", service_id="web"), Deregister(node="n", check_id="c")):
+        for command in (
+            FULL,
+            Register(node=FULL.node),
+            Deregister(node="n"),
+            Deregister(node="n", service_id="web"),
+            Deregister(node="n", check_id="c"),
+        ):
             self.assertEqual(decode_command(encode_command(command)), command)
 
     @given(st.binary(max_size=200))

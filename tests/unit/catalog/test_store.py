@@ -48,11 +48,19 @@ class IndexTests(SynchronousTestCase):
     def test_deletion_moves_the_index_forward(self) -> None:
         """An index never goes backwards: deleting the newest row still bumps it."""
         store = StateStore()
-        store.register(3, Register(node=node(), service=ServiceSpec(id="web", service="web"),
-                                   checks=(CheckSpec(check_id="c", name="c", service_id="web"),)))
+        store.register(
+            3,
+            Register(
+                node=node(),
+                service=ServiceSpec(id="web", service="web"),
+                checks=(CheckSpec(check_id="c", name="c", service_id="web"),),
+            ),
+        )
         store.deregister_node(7, "WEB1")
         self.assertEqual(store.nodes(), [])
-        self.assertEqual((store.max_index(NODES), store.max_index(SERVICES), store.max_index(CHECKS)), (7, 7, 7))
+        self.assertEqual(
+            (store.max_index(NODES), store.max_index(SERVICES), store.max_index(CHECKS)), (7, 7, 7)
+        )
 
     def test_deleting_unknown_rows_changes_nothing(self) -> None:
         store = StateStore()
@@ -82,32 +90,55 @@ class LookupTests(SynchronousTestCase):
 
     def test_services_union_of_tags(self) -> None:
         store = StateStore()
-        store.register(1, Register(node=node("a"), service=ServiceSpec(id="w1", service="web", tags=("v1",))))
-        store.register(2, Register(node=node("b"), service=ServiceSpec(id="w2", service="web", tags=("primary", "v1"))))
+        store.register(
+            1, Register(node=node("a"), service=ServiceSpec(id="w1", service="web", tags=("v1",)))
+        )
+        store.register(
+            2,
+            Register(
+                node=node("b"), service=ServiceSpec(id="w2", service="web", tags=("primary", "v1"))
+            ),
+        )
         self.assertEqual(store.services(), {"web": ["primary", "v1"]})
 
     def test_service_instances_carry_node_and_service_checks(self) -> None:
         store = StateStore()
-        store.register(1, Register(
-            node=node("a"), service=ServiceSpec(id="w1", service="web"),
-            checks=(
-                CheckSpec(check_id="serfHealth", name="Serf", status=PASSING),
-                CheckSpec(check_id="svc", name="svc", status=WARNING, service_id="w1"),
+        store.register(
+            1,
+            Register(
+                node=node("a"),
+                service=ServiceSpec(id="w1", service="web"),
+                checks=(
+                    CheckSpec(check_id="serfHealth", name="Serf", status=PASSING),
+                    CheckSpec(check_id="svc", name="svc", status=WARNING, service_id="w1"),
+                ),
             ),
-        ))
-        store.register(2, Register(
-            node=node("b"), service=ServiceSpec(id="w2", service="web", tags=("x",)),
-            checks=(CheckSpec(check_id="serfHealth", name="Serf", status=CRITICAL),),
-        ))
+        )
+        store.register(
+            2,
+            Register(
+                node=node("b"),
+                service=ServiceSpec(id="w2", service="web", tags=("x",)),
+                checks=(CheckSpec(check_id="serfHealth", name="Serf", status=CRITICAL),),
+            ),
+        )
         instances = store.service_instances("WEB")
-        self.assertEqual([(i.node.node, i.status) for i in instances], [("a", WARNING), ("b", CRITICAL)])
+        self.assertEqual(
+            [(i.node.node, i.status) for i in instances], [("a", WARNING), ("b", CRITICAL)]
+        )
         self.assertEqual([i.node.node for i in store.service_instances("web", tag="X")], ["b"])
 
     def test_skip_node_update_keeps_synced_fields(self) -> None:
         store = StateStore()
-        store.register(1, Register(node=node(tagged_addresses={"lan": "10.0.0.1"}, meta={"k": "v"})))
-        store.register(2, Register(node=node(), checks=(CheckSpec(check_id="c", name="c"),),
-                                   skip_node_update=True))
+        store.register(
+            1, Register(node=node(tagged_addresses={"lan": "10.0.0.1"}, meta={"k": "v"}))
+        )
+        store.register(
+            2,
+            Register(
+                node=node(), checks=(CheckSpec(check_id="c", name="c"),), skip_node_update=True
+            ),
+        )
         row = store.get_node("web1")
         assert row is not None
         self.assertEqual((dict(row.meta), row.modify_index), ({"k": "v"}, 1))

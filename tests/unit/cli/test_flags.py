@@ -6,8 +6,8 @@ from __future__ import annotations
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from consul_tw.cli._flags import normalise_argv, parse_go_bool
 from consul_tw.cli.members import MembersOptions
+from consul_tw.goflags import normalise_argv, parse_go_bool
 
 LONG = ["detailed", "wan", "status=", "http-addr=", "help", "version"]
 

@@ -11,11 +11,11 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
+from consul_tw._logging import HcLogger
 from consul_tw.build import build_agent
 from consul_tw.catalog.store import NODES
 from consul_tw.config import build_config
 from consul_tw.http.root import build_site
-from consul_tw._logging import HcLogger
 from consul_tw.testing.reactor import MemoryReactorWithUDP
 
 NODE_ID = "7a82fb12-a621-004b-a8cd-98861b80d64c"
@@ -26,8 +26,14 @@ class ApiTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorWithUDP()
-        config = build_config(dev=True, server=False, flags={"node": "host"}, config_files=[],
-                              hostname="h", new_uuid=lambda: NODE_ID)
+        config = build_config(
+            dev=True,
+            server=False,
+            flags={"node": "host"},
+            config_files=[],
+            hostname="h",
+            new_uuid=lambda: NODE_ID,
+        )
         self.service = build_agent(config, self.reactor)
         self.agent = self.service.agent
         self.service.startService()
@@ -38,9 +44,13 @@ class ApiTestCase(SynchronousTestCase):
         self.addCleanup(self.service.stopService)
 
     def request(self, method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
-        response = self.successResultOf(self.treq.request(method, "http://127.0.0.1:8500" + url, **kwargs))
+        response = self.successResultOf(
+            self.treq.request(method, "http://127.0.0.1:8500" + url, **kwargs)
+        )
         body = self.successResultOf(response.content())
-        headers = {k.decode().lower(): v[0].decode() for k, v in response.headers.getAllRawHeaders()}
+        headers = {
+            k.decode().lower(): v[0].decode() for k, v in response.headers.getAllRawHeaders()
+        }
         return response.code, headers, body
 
     def get_json(self, url: str) -> tuple[Any, dict[str, str]]:
@@ -56,14 +66,32 @@ class CatalogTests(ApiTestCase):
         self.assertEqual(len(body), 1)
         self.assertEqual(
             list(body[0]),
-            ["ID", "Node", "Address", "Datacenter", "TaggedAddresses", "Meta", "CreateIndex", "ModifyIndex"],
+            [
+                "ID",
+                "Node",
+                "Address",
+                "Datacenter",
+                "TaggedAddresses",
+                "Meta",
+                "CreateIndex",
+                "ModifyIndex",
+            ],
         )
         self.assertEqual(body[0]["ID"], NODE_ID)
-        self.assertEqual(body[0]["TaggedAddresses"],
-                         {"lan": "127.0.0.1", "lan_ipv4": "127.0.0.1", "wan": "127.0.0.1", "wan_ipv4": "127.0.0.1"})
+        self.assertEqual(
+            body[0]["TaggedAddresses"],
+            {
+                "lan": "127.0.0.1",
+                "lan_ipv4": "127.0.0.1",
+                "wan": "127.0.0.1",
+                "wan_ipv4": "127.0.0.1",
+            },
+        )
         self.assertEqual(body[0]["Meta"], {"consul-network-segment": ""})
         self.assertEqual(headers["x-consul-index"], str(self.agent.catalog().max_index(NODES)))
-        self.assertEqual((headers["x-consul-knownleader"], headers["x-consul-lastcontact"]), ("true", "0"))
+        self.assertEqual(
+            (headers["x-consul-knownleader"], headers["x-consul-lastcontact"]), ("true", "0")
+        )
 
     def test_dev_output_is_pretty_with_newline(self) -> None:
         _, _, body = self.request("GET", "/v1/catalog/datacenters")
@@ -83,13 +111,18 @@ class CatalogTests(ApiTestCase):
         body, _ = self.get_json("/v1/catalog/services")
         self.assertEqual(body, {"consul": []})
         body, _ = self.get_json("/v1/catalog/service/consul")
-        self.assertEqual((body[0]["ServiceID"], body[0]["ServicePort"], body[0]["Node"]), ("consul", 8300, "host"))
+        self.assertEqual(
+            (body[0]["ServiceID"], body[0]["ServicePort"], body[0]["Node"]),
+            ("consul", 8300, "host"),
+        )
         body, _ = self.get_json("/v1/catalog/service/nothing")
         self.assertEqual(body, [])
 
     def test_consistency_and_dc_errors(self) -> None:
         code, headers, body = self.request("GET", "/v1/catalog/nodes?stale&consistent")
-        self.assertEqual((code, body), (400, b"Cannot specify ?stale with ?consistent, conflicting semantics."))
+        self.assertEqual(
+            (code, body), (400, b"Cannot specify ?stale with ?consistent, conflicting semantics.")
+        )
         self.assertEqual(headers["content-type"], "text/plain; charset=utf-8")
         code, _, body = self.request("GET", "/v1/catalog/nodes?dc=elsewhere")
         self.assertEqual((code, body), (500, b"No path to datacenter"))
@@ -97,8 +130,13 @@ class CatalogTests(ApiTestCase):
         self.assertEqual(headers["x-consul-effective-consistency"], "stale")
 
     def test_bad_blocking_parameters(self) -> None:
-        self.assertEqual(self.request("GET", "/v1/catalog/nodes?index=abc")[::2], (400, b"Invalid index"))
-        self.assertEqual(self.request("GET", "/v1/catalog/nodes?index=1&wait=30")[::2], (400, b"Invalid wait time"))
+        self.assertEqual(
+            self.request("GET", "/v1/catalog/nodes?index=abc")[::2], (400, b"Invalid index")
+        )
+        self.assertEqual(
+            self.request("GET", "/v1/catalog/nodes?index=1&wait=30")[::2],
+            (400, b"Invalid wait time"),
+        )
 
     def test_blocking_query_waits_for_change_or_timeout(self) -> None:
         index = self.agent.catalog().max_index(NODES)
@@ -115,7 +153,9 @@ class CatalogTests(ApiTestCase):
         index = self.agent.catalog().max_index(NODES)
         pending = self.treq.get(f"http://127.0.0.1:8500/v1/catalog/nodes?index={index}")
         self.assertNoResult(pending)
-        self.agent.write(Register(node=NodeSpec(id="", node="other", address="10.0.0.9", datacenter="dc1")))
+        self.agent.write(
+            Register(node=NodeSpec(id="", node="other", address="10.0.0.9", datacenter="dc1"))
+        )
         self.reactor.advance(0)
         self.reactor.advance(0)
         self.treq.flush()
@@ -131,7 +171,9 @@ class NoLeaderTests(ApiTestCase):
         code, _, body = self.request("GET", "/v1/catalog/nodes")
         self.assertEqual((code, body), (500, b"No cluster leader"))
         body, headers = self.get_json("/v1/catalog/nodes?stale")
-        self.assertEqual((body, headers["x-consul-knownleader"], headers["x-consul-index"]), ([], "false", "1"))
+        self.assertEqual(
+            (body, headers["x-consul-knownleader"], headers["x-consul-index"]), ([], "false", "1")
+        )
         self.assertEqual(self.get_json("/v1/status/leader")[0], "")
 
 
@@ -140,11 +182,24 @@ class AgentAndStatusTests(ApiTestCase):
         body, headers = self.get_json("/v1/agent/members")
         self.assertNotIn("x-consul-index", headers)
         (member,) = body
-        self.assertEqual((member["Name"], member["Addr"], member["Port"], member["Status"]), ("host", "127.0.0.1", 8301, 1))
+        self.assertEqual(
+            (member["Name"], member["Addr"], member["Port"], member["Status"]),
+            ("host", "127.0.0.1", 8301, 1),
+        )
         self.assertEqual(member["Tags"]["role"], "consul")
         self.assertEqual(member["Tags"]["id"], NODE_ID)
         self.assertEqual(
-            [member[k] for k in ("ProtocolMin", "ProtocolMax", "ProtocolCur", "DelegateMin", "DelegateMax", "DelegateCur")],
+            [
+                member[k]
+                for k in (
+                    "ProtocolMin",
+                    "ProtocolMax",
+                    "ProtocolCur",
+                    "DelegateMin",
+                    "DelegateMax",
+                    "DelegateCur",
+                )
+            ],
             [1, 5, 2, 2, 5, 4],
         )
         wan, _ = self.get_json("/v1/agent/members?wan=1")
@@ -169,9 +224,13 @@ class AgentAndStatusTests(ApiTestCase):
 
     def test_errors_are_consul_one_liners(self) -> None:
         code, headers, body = self.request("GET", "/v1/agent/leave")
-        self.assertEqual((code, body, headers["allow"]), (405, b"method GET not allowed", "OPTIONS,PUT"))
+        self.assertEqual(
+            (code, body, headers["allow"]), (405, b"method GET not allowed", "OPTIONS,PUT")
+        )
         code, _, body = self.request("GET", "/v1/nope")
-        self.assertEqual((code, body), (404, b"Invalid URL path: not a recognized HTTP API endpoint"))
+        self.assertEqual(
+            (code, body), (404, b"Invalid URL path: not a recognized HTTP API endpoint")
+        )
         code, headers, _ = self.request("OPTIONS", "/v1/catalog/nodes")
         self.assertEqual((code, headers["allow"]), (200, "OPTIONS,GET"))
         code, _, body = self.request("GET", "/v1/catalog/node/%ff")
@@ -183,7 +242,9 @@ class AgentAndStatusTests(ApiTestCase):
 
         self.agent.config = attrs.evolve(self.agent.config, pretty_json=False)
         self.assertEqual(self.request("GET", "/v1/catalog/datacenters")[2], b'["dc1"]')
-        self.assertEqual(self.request("GET", "/v1/catalog/datacenters?pretty")[2], b'[\n    "dc1"\n]\n')
+        self.assertEqual(
+            self.request("GET", "/v1/catalog/datacenters?pretty")[2], b'[\n    "dc1"\n]\n'
+        )
 
     def test_leave_answers_then_asks_to_exit(self) -> None:
         pending = self.treq.put("http://127.0.0.1:8500/v1/agent/leave")

@@ -96,7 +96,9 @@ class SingleVoterTests(RaftTestCase):
         self.assertEqual((status.state, status.term, status.leader_id), ("Leader", 2, "n1"))
         self.assertEqual(stable.load_hard_state(), (2, "n1"))
         # Index 1 is the configuration, index 2 the leader's no-op, committed at once.
-        self.assertEqual([e.type for e in log_store.entries()], [EntryType.CONFIGURATION, EntryType.NOOP])
+        self.assertEqual(
+            [e.type for e in log_store.entries()], [EntryType.CONFIGURATION, EntryType.NOOP]
+        )
         self.assertEqual(status.commit_index, 2)
 
     def test_logs_the_tutorial_election_story(self) -> None:
@@ -124,10 +126,12 @@ class SingleVoterTests(RaftTestCase):
         self.assertEqual(self.successResultOf(result), "ok 3")
 
     def test_fsm_error_reaches_the_writer(self) -> None:
-        node, fsm, _, _ = self.elect()
+        node, _, _, _ = self.elect()
         result = node.apply(b"boom")
         self.clock.advance(0)
-        self.assertEqual(self.failureResultOf(result, ValueError).getErrorMessage(), "rejected by the FSM")
+        self.assertEqual(
+            self.failureResultOf(result, ValueError).getErrorMessage(), "rejected by the FSM"
+        )
 
     def test_follower_refuses_writes(self) -> None:
         node, _, _, _ = self.make_node()
@@ -140,11 +144,14 @@ class SingleVoterTests(RaftTestCase):
     def test_step_down_on_higher_term(self) -> None:
         node, _, _, stable = self.elect()
         node.receive(
-            AppendEntries(term=7, leader_id="n9", leader_address="n9:8300",
-                          prev_log_index=0, prev_log_term=0)
+            AppendEntries(
+                term=7, leader_id="n9", leader_address="n9:8300", prev_log_index=0, prev_log_term=0
+            )
         )
         status = node.describe()
-        self.assertEqual((status.state, status.term, status.leader_address), ("Follower", 7, "n9:8300"))
+        self.assertEqual(
+            (status.state, status.term, status.leader_address), ("Follower", 7, "n9:8300")
+        )
         self.assertEqual(stable.load_hard_state(), (7, None))
         self.failureResultOf(node.apply(b"x"), NotLeader)
 
@@ -159,8 +166,15 @@ class SingleVoterTests(RaftTestCase):
         self.assertEqual(node.describe().state, "Leader")
         pending = node.apply(b"needs a quorum")
         self.assertNoResult(pending)
-        node.receive(RequestVote(term=3, candidate_id="n3", candidate_address="n3:8300",
-                                 last_log_index=9, last_log_term=2))
+        node.receive(
+            RequestVote(
+                term=3,
+                candidate_id="n3",
+                candidate_address="n3:8300",
+                last_log_index=9,
+                last_log_term=2,
+            )
+        )
         self.assertEqual(node.describe().state, "Follower")
         self.clock.advance(0)
         self.failureResultOf(pending, NotLeader)
@@ -197,10 +211,24 @@ class VotingTests(RaftTestCase):
 
     def test_one_vote_per_term_persisted_before_reply(self) -> None:
         node, sent, stable = self.follower()
-        node.receive(RequestVote(term=2, candidate_id="n2", candidate_address="n2:8300",
-                                 last_log_index=1, last_log_term=1))
-        node.receive(RequestVote(term=2, candidate_id="n3", candidate_address="n3:8300",
-                                 last_log_index=1, last_log_term=1))
+        node.receive(
+            RequestVote(
+                term=2,
+                candidate_id="n2",
+                candidate_address="n2:8300",
+                last_log_index=1,
+                last_log_term=1,
+            )
+        )
+        node.receive(
+            RequestVote(
+                term=2,
+                candidate_id="n3",
+                candidate_address="n3:8300",
+                last_log_index=1,
+                last_log_term=1,
+            )
+        )
         self.assertEqual(
             sent,
             [
@@ -214,33 +242,63 @@ class VotingTests(RaftTestCase):
 
     def test_refuses_candidate_with_stale_log(self) -> None:
         node, sent, _ = self.follower()
-        node.receive(RequestVote(term=2, candidate_id="n2", candidate_address="n2:8300",
-                                 last_log_index=0, last_log_term=0))
+        node.receive(
+            RequestVote(
+                term=2,
+                candidate_id="n2",
+                candidate_address="n2:8300",
+                last_log_index=0,
+                last_log_term=0,
+            )
+        )
         self.assertEqual(sent, [("n2", RequestVoteResponse(term=2, voter_id="n1", granted=False))])
         node.stop()
 
     def test_answers_old_term_with_current_term(self) -> None:
         node, sent, _ = self.follower()
-        node.receive(RequestVote(term=0, candidate_id="n2", candidate_address="n2:8300",
-                                 last_log_index=5, last_log_term=1))
+        node.receive(
+            RequestVote(
+                term=0,
+                candidate_id="n2",
+                candidate_address="n2:8300",
+                last_log_index=5,
+                last_log_term=1,
+            )
+        )
         self.assertEqual(sent, [("n2", RequestVoteResponse(term=1, voter_id="n1", granted=False))])
         node.stop()
 
     def test_follower_appends_and_commits(self) -> None:
         node, sent, _ = self.follower()
         entry = LogEntry(index=2, term=2, type=EntryType.COMMAND, data=b"x")
-        node.receive(AppendEntries(term=2, leader_id="n2", leader_address="n2:8300",
-                                   prev_log_index=1, prev_log_term=1, entries=(entry,),
-                                   leader_commit=2))
-        self.assertEqual(sent[-1], ("n2", AppendEntriesResponse(term=2, peer_id="n1", success=True, match_index=2)))
+        node.receive(
+            AppendEntries(
+                term=2,
+                leader_id="n2",
+                leader_address="n2:8300",
+                prev_log_index=1,
+                prev_log_term=1,
+                entries=(entry,),
+                leader_commit=2,
+            )
+        )
+        self.assertEqual(
+            sent[-1],
+            ("n2", AppendEntriesResponse(term=2, peer_id="n1", success=True, match_index=2)),
+        )
         status = node.describe()
-        self.assertEqual((status.commit_index, status.leader_id, status.applied_index), (2, "n2", 2))
+        self.assertEqual(
+            (status.commit_index, status.leader_id, status.applied_index), (2, "n2", 2)
+        )
         node.stop()
 
     def test_follower_rejects_log_gap(self) -> None:
         node, sent, _ = self.follower()
-        node.receive(AppendEntries(term=2, leader_id="n2", leader_address="n2:8300",
-                                   prev_log_index=5, prev_log_term=2))
+        node.receive(
+            AppendEntries(
+                term=2, leader_id="n2", leader_address="n2:8300", prev_log_index=5, prev_log_term=2
+            )
+        )
         self.assertFalse(sent[-1][1].success)  # type: ignore[union-attr]
         node.stop()
 
@@ -312,9 +370,18 @@ class EffectOrderTests(RaftTestCase):
         node.send = lambda peer, msg: order.append(f"send {stable.load_hard_state()}")
         node.bootstrap(tuple(Server(id=n, address=f"{n}:8300") for n in ("n1", "n2")))
         node.start()
-        node.receive(RequestVote(term=2, candidate_id="n2", candidate_address="n2:8300",
-                                 last_log_index=1, last_log_term=1))
+        node.receive(
+            RequestVote(
+                term=2,
+                candidate_id="n2",
+                candidate_address="n2:8300",
+                last_log_index=1,
+                last_log_term=1,
+            )
+        )
         self.assertEqual(order, ["send (2, 'n2')"])
         self.assertIsInstance(PersistHardState(2, "n2"), PersistHardState)
-        self.assertIsInstance(Send("n2", RequestVoteResponse(term=2, voter_id="n1", granted=True)), Send)
+        self.assertIsInstance(
+            Send("n2", RequestVoteResponse(term=2, voter_id="n1", granted=True)), Send
+        )
         node.stop()
