@@ -28,7 +28,7 @@ from consul_tw.durations import format_duration
 from consul_tw.gossip.members import Member
 from consul_tw.gossip.serf import EventType, MemberEvent, Membership
 from consul_tw.local.sync import NodeInfoSync
-from consul_tw.raft.machine import NotLeader, RaftShutdown, RaftStatus
+from consul_tw.raft.core import NotLeader, RaftShutdown, RaftStatus
 from consul_tw.raft.node import RaftNode
 
 

@@ -16,66 +16,37 @@ steps down on its own.  The transition table is in docs/architecture.md.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
 from typing import Any, Protocol
 
-import attrs
 from automat import TypeMachineBuilder
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.python.failure import Failure
 
-from consul_tw._logging import HcLogger
-from consul_tw.raft.effects import (
-    AppendToLog,
-    ApplyCommitted,
-    Effect,
-    LeadershipChanged,
-    PersistHardState,
-    Send,
-    TruncateLog,
+from consul_tw.raft.core import (
+    CandidateData,
+    FollowerData,
+    LeaderData,
+    NotLeader,
+    Progress,
+    RaftCore,
+    RaftShutdown,
+    RaftStatus,
+    cancel_timer,
+    fire_eventually,
 )
-from consul_tw.raft.log import RaftLog
+from consul_tw.raft.effects import LeadershipChanged, Send
 from consul_tw.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     EntryType,
-    LogEntry,
     RequestVote,
     RequestVoteResponse,
     Server,
 )
-from consul_tw.raft.quorum import commit_index, votes_needed
-from consul_tw.raft.timings import RaftTimings
+from consul_tw.raft.quorum import votes_needed
+from consul_tw.raft.rules import accept_entries, answer_vote, leader_commit, leave_leadership
 
-
-class NotLeader(Exception):
-    """A write reached a server that is not (or no longer) the leader."""
-
-
-class RaftShutdown(Exception):
-    """The Raft server stopped before the request completed."""
-
-
-@attrs.frozen(kw_only=True)
-class RaftStatus:
-    """What HTTP, the CLI and tests may know about a Raft server, in any state."""
-
-    state: str
-    term: int
-    node_id: str
-    address: str
-    leader_id: str | None
-    leader_address: str | None
-    last_contact: float | None
-    commit_index: int
-    applied_index: int
-    last_log_index: int
-    last_log_term: int
-    configuration_index: int
-    voters: tuple[Server, ...]
+__all__ = ["NotLeader", "RaftCore", "RaftInputs", "RaftMachine", "RaftShutdown", "RaftStatus"]
 
 
 class RaftInputs(Protocol):
@@ -123,110 +94,6 @@ class RaftInputs(Protocol):
 
     def _start_election(self) -> None:
         "A follower that is a voter gave up waiting for a leader."
-
-
-@attrs.define(kw_only=True)
-class RaftCore:
-    """Persistent state (term, vote, log), configuration and the outbox."""
-
-    node_id: str
-    address: str
-    timings: RaftTimings
-    clock: IReactorTime
-    rng: random.Random
-    log: RaftLog
-    logger: HcLogger
-    term: int = 0
-    voted_for: str | None = None
-    commit_index: int = 0
-    applied_index: int = 0
-    persisted_index: int = 0
-    leader: Server | None = None
-    last_contact: float | None = None
-    outbox: list[Effect] = attrs.field(factory=list)
-    #: How timers deliver their input: the node facade routes it through its
-    #: driver so the outbox is drained afterwards, exactly as for messages.
-    drive: Callable[..., None] = lambda input_method, *args: input_method(*args)
-
-    def after(self, delay: float, input_method: Callable[[], None]) -> IDelayedCall:
-        """Schedule a timer input on the injected clock."""
-        return self.clock.callLater(delay, self.drive, input_method)
-
-    @property
-    def voters(self) -> tuple[Server, ...]:
-        return self.log.configuration()[1]
-
-    @property
-    def peers(self) -> tuple[Server, ...]:
-        return tuple(s for s in self.voters if s.id != self.node_id)
-
-    @property
-    def is_voter(self) -> bool:
-        return any(s.id == self.node_id for s in self.voters)
-
-    def describe_node(self, role: str) -> str:
-        return f"Node at {self.address} [{role}]"
-
-    def set_hard_state(self, term: int, voted_for: str | None) -> None:
-        self.term, self.voted_for = term, voted_for
-        self.outbox.append(PersistHardState(term, voted_for))
-
-    def jittered(self, base: float) -> float:
-        """hashicorp/raft's randomised timeout: between base and 2 × base."""
-        return base + self.rng.random() * base
-
-    def append_local(self, entry_type: EntryType, data: bytes = b"") -> LogEntry:
-        entry = LogEntry(index=self.log.last_index + 1, term=self.term, type=entry_type, data=data)
-        self.log.append(entry)
-        self.outbox.append(AppendToLog((entry,)))
-        return entry
-
-    def advance_commit(self, index: int) -> None:
-        """Raise the commit index and ask for the newly committed entries to be applied."""
-        index = min(index, self.log.last_index)
-        if index > self.commit_index:
-            first = self.commit_index + 1
-            self.commit_index = index
-            self.outbox.append(ApplyCommitted(first, index))
-
-
-@attrs.define
-class FollowerData:
-    timer: IDelayedCall
-
-
-@attrs.define
-class CandidateData:
-    timer: IDelayedCall
-    votes: set[str]
-
-
-@attrs.define
-class Progress:
-    """A leader's view of one follower's log."""
-
-    next_index: int
-    match_index: int = 0
-
-
-@attrs.define
-class LeaderData:
-    heartbeat: LoopingCall
-    progress: dict[str, Progress]
-    pending: dict[int, Deferred[Any]]
-
-
-def _cancel(call: IDelayedCall) -> None:
-    if call.active():
-        call.cancel()
-
-
-def _eventually(core: RaftCore, deferred: Deferred[Any], result: object) -> None:
-    """Fire a user-visible Deferred one reactor turn later, never mid-transition."""
-    if isinstance(result, Failure):
-        core.clock.callLater(0, deferred.errback, result)
-    else:
-        core.clock.callLater(0, deferred.callback, result)
 
 
 def _make_raft_machine():  # type: ignore[no-untyped-def]
@@ -296,15 +163,15 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
 
     @Follower.upon(RaftInputs.stop).to(ShutDown)
     def stop_follower(inputs: RaftInputs, core: RaftCore, data: FollowerData) -> None:
-        _cancel(data.timer)
+        cancel_timer(data.timer)
 
     @Candidate.upon(RaftInputs.stop).to(ShutDown)
     def stop_candidate(inputs: RaftInputs, core: RaftCore, data: CandidateData) -> None:
-        _cancel(data.timer)
+        cancel_timer(data.timer)
 
     @Leader.upon(RaftInputs.stop).to(ShutDown)
     def stop_leader(inputs: RaftInputs, core: RaftCore, data: LeaderData) -> None:
-        _leave_leadership(core, data, RaftShutdown("raft is shutting down"))
+        leave_leadership(core, data, RaftShutdown("raft is shutting down"))
         core.leader = None
 
     # -- elections -----------------------------------------------------------
@@ -331,7 +198,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
 
     @Follower.upon(RaftInputs._start_election).to(Candidate)
     def become_candidate(inputs: RaftInputs, core: RaftCore, data: FollowerData) -> None:
-        _cancel(data.timer)
+        cancel_timer(data.timer)
 
     for state in (Candidate, Leader):
         state.upon(RaftInputs._start_election).loop().returns(None)
@@ -357,7 +224,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
 
     @Candidate.upon(RaftInputs._won_election).to(Leader)
     def won(inputs: RaftInputs, core: RaftCore, data: CandidateData, tally: int) -> None:
-        _cancel(data.timer)
+        cancel_timer(data.timer)
 
     # Late or stale answers are normal in Raft: ignored on purpose.
     for state in (Follower, Leader):
@@ -368,8 +235,8 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     def vote_as_follower(
         inputs: RaftInputs, core: RaftCore, data: FollowerData, msg: RequestVote
     ) -> None:
-        if _answer_vote(core, msg):
-            _cancel(data.timer)
+        if answer_vote(core, msg):
+            cancel_timer(data.timer)
             data.timer = core.after(
                 core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
             )
@@ -378,7 +245,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     @Leader.upon(RaftInputs.request_vote_received, nodata=True).loop()
     def refuse_vote(inputs: RaftInputs, core: RaftCore, msg: RequestVote) -> None:
         # Same term: we voted for ourselves already.
-        _answer_vote(core, msg)
+        answer_vote(core, msg)
 
     # -- the higher-term rule -------------------------------------------------
 
@@ -393,7 +260,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     def candidate_steps_down(
         inputs: RaftInputs, core: RaftCore, data: CandidateData, term: int, leader: Server | None
     ) -> None:
-        _cancel(data.timer)
+        cancel_timer(data.timer)
         core.set_hard_state(term, None)
         core.leader = leader
 
@@ -401,7 +268,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     def leader_steps_down(
         inputs: RaftInputs, core: RaftCore, data: LeaderData, term: int, leader: Server | None
     ) -> None:
-        _leave_leadership(core, data, NotLeader("leadership lost while committing log"))
+        leave_leadership(core, data, NotLeader("leadership lost while committing log"))
         core.set_hard_state(term, None)
         core.leader = leader
 
@@ -409,18 +276,18 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
 
     @Follower.upon(RaftInputs.append_entries_received).loop()
     def follow(inputs: RaftInputs, core: RaftCore, data: FollowerData, msg: AppendEntries) -> None:
-        _cancel(data.timer)
+        cancel_timer(data.timer)
         data.timer = core.after(
             core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
         )
-        _accept_entries(core, msg)
+        accept_entries(core, msg)
 
     @Candidate.upon(RaftInputs.append_entries_received).to(Follower)
     def candidate_finds_leader(
         inputs: RaftInputs, core: RaftCore, data: CandidateData, msg: AppendEntries
     ) -> None:
-        _cancel(data.timer)
-        _accept_entries(core, msg)
+        cancel_timer(data.timer)
+        accept_entries(core, msg)
 
     @Leader.upon(RaftInputs.append_entries_received, nodata=True).loop()
     def rival_leader(inputs: RaftInputs, core: RaftCore, msg: AppendEntries) -> None:
@@ -465,7 +332,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         if msg.success:
             progress.match_index = max(progress.match_index, msg.match_index)
             progress.next_index = progress.match_index + 1
-            _leader_commit(core, data)
+            leader_commit(core, data)
         else:
             progress.next_index = max(1, min(progress.next_index - 1, msg.match_index + 1))
 
@@ -478,7 +345,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     @Leader.upon(RaftInputs.log_persisted).loop()
     def leader_persisted(inputs: RaftInputs, core: RaftCore, data: LeaderData, index: int) -> None:
         core.persisted_index = max(core.persisted_index, index)
-        _leader_commit(core, data)
+        leader_commit(core, data)
 
     @Follower.upon(RaftInputs.log_persisted, nodata=True).loop()
     @Candidate.upon(RaftInputs.log_persisted, nodata=True).loop()
@@ -492,7 +359,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         core.applied_index = max(core.applied_index, index)
         waiting = data.pending.pop(index, None)
         if waiting is not None:
-            _eventually(core, waiting, result)
+            fire_eventually(core, waiting, result)
 
     @Follower.upon(RaftInputs.applied, nodata=True).loop()
     @Candidate.upon(RaftInputs.applied, nodata=True).loop()
@@ -563,84 +430,6 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         state.upon(RaftInputs.describe, nodata=True).loop()(describer(name))
 
     return builder.build()
-
-
-def _answer_vote(core: RaftCore, msg: RequestVote) -> bool:
-    """Grant at most one vote per term, only to a candidate whose log is up to date."""
-    granted = (
-        msg.term == core.term
-        and core.voted_for in (None, msg.candidate_id)
-        and core.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
-    )
-    if granted:
-        core.set_hard_state(core.term, msg.candidate_id)
-    core.outbox.append(
-        Send(
-            msg.candidate_id,
-            RequestVoteResponse(term=core.term, voter_id=core.node_id, granted=granted),
-        )
-    )
-    return granted
-
-
-def _accept_entries(core: RaftCore, msg: AppendEntries) -> None:
-    """A follower's half of AppendEntries: consistency check, conflict truncation, commit."""
-    core.leader = Server(id=msg.leader_id, address=msg.leader_address)
-    core.last_contact = core.clock.seconds()
-    if core.log.term_at(msg.prev_log_index) != msg.prev_log_term:
-        core.outbox.append(
-            Send(
-                msg.leader_id,
-                AppendEntriesResponse(
-                    term=core.term,
-                    peer_id=core.node_id,
-                    success=False,
-                    match_index=min(core.log.last_index, msg.prev_log_index - 1),
-                ),
-            )
-        )
-        return
-    new: list[LogEntry] = []
-    for entry in msg.entries:
-        existing = core.log.term_at(entry.index)
-        if existing is not None and existing != entry.term:
-            core.log.truncate_after(entry.index - 1)
-            core.outbox.append(TruncateLog(entry.index - 1))
-            existing = None
-        if existing is None:
-            core.log.append(entry)
-            new.append(entry)
-    if new:
-        core.outbox.append(AppendToLog(tuple(new)))
-    last_new = msg.prev_log_index + len(msg.entries)
-    core.advance_commit(min(msg.leader_commit, last_new))
-    core.outbox.append(
-        Send(
-            msg.leader_id,
-            AppendEntriesResponse(
-                term=core.term, peer_id=core.node_id, success=True, match_index=last_new
-            ),
-        )
-    )
-
-
-def _leader_commit(core: RaftCore, data: LeaderData) -> None:
-    """Commit what a majority stores, but only entries of the current term (Raft §5.4.2)."""
-    matches = [core.persisted_index] + [
-        data.progress[p.id].match_index for p in core.peers if p.id in data.progress
-    ]
-    candidate = commit_index(matches + [0] * (len(core.voters) - len(matches)))
-    if candidate > core.commit_index and core.log.term_at(candidate) == core.term:
-        core.advance_commit(candidate)
-
-
-def _leave_leadership(core: RaftCore, data: LeaderData, reason: Exception) -> None:
-    if data.heartbeat.running:
-        data.heartbeat.stop()
-    core.outbox.append(LeadershipChanged(False))
-    pending, data.pending = data.pending, {}
-    for waiting in pending.values():
-        _eventually(core, waiting, Failure(reason))
 
 
 RaftMachine = _make_raft_machine()

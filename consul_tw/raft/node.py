@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from consul_tw._logging import HcLogger
 from consul_tw.durations import format_duration
+from consul_tw.raft.core import RaftCore, RaftStatus
 from consul_tw.raft.effects import (
     AppendToLog,
     ApplyCommitted,
@@ -32,7 +33,7 @@ from consul_tw.raft.effects import (
     TruncateLog,
 )
 from consul_tw.raft.log import RaftLog
-from consul_tw.raft.machine import RaftCore, RaftInputs, RaftMachine, RaftStatus
+from consul_tw.raft.machine import RaftInputs, RaftMachine
 from consul_tw.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,

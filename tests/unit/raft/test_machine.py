@@ -16,8 +16,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from consul_tw._logging import HcLogger
+from consul_tw.raft.core import NotLeader, RaftShutdown
 from consul_tw.raft.effects import PersistHardState, Send
-from consul_tw.raft.machine import NotLeader, RaftShutdown
 from consul_tw.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
