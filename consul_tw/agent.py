@@ -21,6 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from consul_tw._logging import HcLogger
+from consul_tw._observer import OneShotObserver
 from consul_tw.catalog.commands import Command, encode_command
 from consul_tw.catalog.store import StateStore
 from consul_tw.config import AgentConfig
@@ -59,7 +60,10 @@ class Agent:
     #: Set by the service tree: end the process with this exit code once the
     #: current request has been answered.
     request_exit: Callable[[int], None] = lambda code: None
-    _leaving: Deferred[None] | None = None
+    _left: OneShotObserver = attrs.field(factory=OneShotObserver)
+    _leaving: bool = False
+    _down: OneShotObserver = attrs.field(factory=OneShotObserver)
+    _shutting_down: bool = False
 
     def __attrs_post_init__(self) -> None:
         self.lan.subscribe(self._lan_event)
@@ -123,58 +127,52 @@ class Agent:
     def leave(self) -> Deferred[None]:
         """
         Consul's graceful leave: leave the WAN then the LAN pool, drain RPC
-        traffic, then shut the server side down.  The endpoints stay up so
-        the caller gets its answer; the caller then calls ``leave_answered``
-        and the process exits 0.
+        traffic (servers), then shut the agent's actors down.  The endpoints
+        stay up so the caller gets its answer; the caller then calls
+        ``leave_answered`` and the process exits 0.
         """
-        if self._leaving is not None:
-            waiting: Deferred[None] = Deferred()
+        if not self._left.fired and not self._leaving:
+            self._leaving = True
+            self._left.follow(self._leave())
+        return self._left.when_fired()
 
-            def relay(result: object) -> object:
-                waiting.callback(None) if not isinstance(result, Failure) else waiting.errback(
-                    result
-                )
-                return result
-
-            self._leaving.addBoth(relay)
-            return waiting
-        server_log = self.logger.named("server") if self.config.server else self.logger
-        server_log.info("server starting leave" if self.config.server else "client starting leave")
+    def _leave(self) -> Deferred[None]:
+        role = "server" if self.config.server else "client"
+        self.logger.named(role).info(f"{role} starting leave")
         leaving = self.wan.leave() if self.wan is not None else succeed(None)
         leaving.addCallback(lambda _: self.lan.leave())
 
         def drain(_: object) -> Deferred[None]:
             if not self.config.server:
                 return succeed(None)
-            server_log.info(
+            self.logger.named(role).info(
                 "Waiting to drain RPC traffic",
                 drain_time=format_duration(self.config.leave_drain_time),
             )
             return deferLater(self.clock, self.config.leave_drain_time)
 
-        leaving.addCallback(drain)
-        leaving.addCallback(lambda _: self.shutdown())
-        self._leaving = leaving
-        return self.leave()
+        return leaving.addCallback(drain).addCallback(lambda _: self.shutdown())
 
     def leave_answered(self) -> None:
         """The leave's caller has its answer: the process may now exit 0."""
         self.request_exit(0)
 
     def shutdown(self) -> Deferred[None]:
-        """Stop the agent's own actors (not the endpoints): "Requesting shutdown"."""
-        self.logger.info("Requesting shutdown")
-        if self.sync is not None:
-            self.sync.stop()
-        if not self.config.server:
-            return succeed(None)
-        self.logger.named("server").info("shutting down server")
+        """Stop the agent's own actors, not the endpoints ("Requesting shutdown"); once."""
+        if not self._down.fired and not self._shutting_down:
+            self._shutting_down = True
+            self.logger.info("Requesting shutdown")
+            if self.sync is not None:
+                self.sync.stop()
+            role = "server" if self.config.server else "client"
+            self.logger.named(role).info(f"shutting down {role}")
 
-        def down(_: object) -> None:
-            self.logger.info("consul server down")
-            self.logger.info("shutdown complete")
+            def down(_: object) -> None:
+                self.logger.info(f"consul {role} down")
+                self.logger.info("shutdown complete")
 
-        return self.shutdown_server().addCallback(down)
+            self._down.follow(self.shutdown_server().addCallback(down))
+        return self._down.when_fired()
 
     # -- membership log lines ---------------------------------------------------
 

@@ -19,7 +19,7 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
 from consul_tw._logging import HcLogger
-from consul_tw.agent import Agent
+from consul_tw.agent import Agent, AgentNotServer
 from consul_tw.catalog.commands import NodeSpec
 from consul_tw.catalog.fsm import CatalogFSM
 from consul_tw.catalog.store import StateStore
@@ -69,6 +69,43 @@ def log_startup_notes(config: AgentConfig, logger: HcLogger) -> None:
         )
 
 
+def _pool(config: AgentConfig, clock: IReactorTime, logger: HcLogger, *, wan: bool) -> Membership:
+    """One gossip pool's membership, with this agent as its local member."""
+    ports = config.ports
+    if config.server:
+        tags = server_tags(
+            datacenter=config.datacenter,
+            node_id=config.node_id,
+            server_port=ports.server,
+            wan_port=ports.serf_wan,
+            bootstrap=config.bootstrap,
+            wan=wan,
+        )
+    else:
+        tags = client_tags(datacenter=config.datacenter, node_id=config.node_id)
+    local = Member(
+        name=f"{config.node_name}.{config.datacenter}" if wan else config.node_name,
+        addr=config.advertise_addr,
+        port=ports.serf_wan if wan else ports.serf_lan,
+        tags=tags,
+    )
+    return Membership(
+        local=local, clock=clock, logger=logger.named("serf").named("wan" if wan else "lan")
+    )
+
+
+def _gossip_service(
+    config: AgentConfig, pool: Membership, reactor: Any, logger: HcLogger, *, wan: bool
+) -> GossipService:
+    return GossipService(
+        pool,
+        interface=config.bind_addr,
+        port=config.ports.serf_wan if wan else config.ports.serf_lan,
+        reactor=reactor,
+        memberlist_logger=logger.named("memberlist").named("wan" if wan else "lan"),
+    )
+
+
 def build_agent(
     config: AgentConfig,
     reactor: Any,
@@ -82,46 +119,32 @@ def build_agent(
     root = HcLogger("agent")
     log_startup_notes(config, root)
     side = root.named("server" if config.server else "client")
-    ports = config.ports
-    address = config.advertise_addr
+    has_wan = config.server and config.ports.serf_wan >= 0
+    lan = _pool(config, clock, side, wan=False)
+    wan = _pool(config, clock, side, wan=True) if has_wan else None
+    agent = Agent(config=config, clock=clock, logger=root, lan=lan, wan=wan)
 
-    lan = Membership(
-        local=Member(
-            name=config.node_name,
-            addr=address,
-            port=ports.serf_lan,
-            tags=server_tags(
-                datacenter=config.datacenter,
-                node_id=config.node_id,
-                server_port=ports.server,
-                wan_port=ports.serf_wan,
-                bootstrap=config.bootstrap,
-                wan=False,
-            )
-            if config.server
-            else client_tags(datacenter=config.datacenter, node_id=config.node_id),
-        ),
-        clock=clock,
-        logger=side.named("serf").named("lan"),
-    )
-    server_side: list[IService] = [
-        GossipService(
-            lan,
-            interface=config.bind_addr,
-            port=ports.serf_lan,
-            reactor=reactor,
-            memberlist_logger=side.named("memberlist").named("lan"),
-        )
-    ]
-    agent = Agent(config=config, clock=clock, logger=root, lan=lan)
-
+    # Start order is Consul's: Raft first, then the WAN and LAN pools, then RPC.
+    server_side: list[IService] = []
     if config.server:
-        _add_server_parts(config, reactor, clock, rng, agent, side, server_side)
+        server_side.append(_raft_service(config, clock, rng, agent, side))
+    if wan is not None:
+        server_side.append(_gossip_service(config, wan, reactor, side, wan=True))
+    server_side.append(_gossip_service(config, lan, reactor, side, wan=False))
+    if config.server:
+        server_side.append(
+            TCPServer(
+                config.ports.server,
+                rpc_factory(side.named("rpc")),
+                interface=config.bind_addr,
+                reactor=reactor,
+            )
+        )
 
     endpoints: list[IService] = []
-    if agent.store is not None and ports.dns >= 0:
+    if config.ports.dns >= 0:
         authority = ConsulAuthority(
-            agent.store,
+            agent.store if agent.store is not None else NoKnownServers(),  # type: ignore[arg-type]
             datacenter=config.datacenter,
             clock=clock,
             domain=config.domain,
@@ -131,17 +154,17 @@ def build_agent(
             DNSService(
                 authority,
                 interface=config.client_addr,
-                port=ports.dns,
+                port=config.ports.dns,
                 reactor=reactor,
                 logger=root,
             )
         )
-    if ports.http >= 0:
+    if config.ports.http >= 0:
         endpoints.append(
             HTTPService(
                 build_site(agent, logger=root.named("http"), rng=rng),
                 interface=config.client_addr,
-                port=ports.http,
+                port=config.ports.http,
                 reactor=reactor,
                 logger=root,
             )
@@ -155,48 +178,26 @@ def build_agent(
     )
 
 
-def _add_server_parts(
+class NoKnownServers:
+    """
+    The catalog as a client agent sees it until server RPC exists: every
+    read fails as Consul's does with no servers (DNS answers SERVFAIL).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        raise AgentNotServer("rpc error making call: No known Consul servers")
+
+
+def _raft_service(
     config: AgentConfig,
-    reactor: Any,
     clock: IReactorTime,
     rng: random.Random,
     agent: Agent,
     side: HcLogger,
-    server_side: list[IService],
-) -> None:
-    ports = config.ports
-    address = config.advertise_addr
-    if ports.serf_wan >= 0:
-        agent.wan = Membership(
-            local=Member(
-                name=f"{config.node_name}.{config.datacenter}",
-                addr=address,
-                port=ports.serf_wan,
-                tags=server_tags(
-                    datacenter=config.datacenter,
-                    node_id=config.node_id,
-                    server_port=ports.server,
-                    wan_port=ports.serf_wan,
-                    bootstrap=config.bootstrap,
-                    wan=True,
-                ),
-            ),
-            clock=clock,
-            logger=side.named("serf").named("wan"),
-        )
-        agent.wan.subscribe(agent._wan_event)
-        server_side.insert(
-            0,
-            GossipService(
-                agent.wan,
-                interface=config.bind_addr,
-                port=ports.serf_wan,
-                reactor=reactor,
-                memberlist_logger=side.named("memberlist").named("wan"),
-            ),
-        )
+) -> RaftService:
+    """The catalog, its Raft node and the leader's duties, wired to the agent."""
     store = StateStore()
-    raft_address = f"{address}:{ports.server}"
+    raft_address = f"{config.advertise_addr}:{config.ports.server}"
     raft = RaftNode.create(
         node_id=config.node_id,
         address=raft_address,
@@ -209,13 +210,14 @@ def _add_server_parts(
         rng=rng,
     )
     agent.store, agent.raft = store, raft
-    agent.sync = NodeInfoSync(
+    sync = NodeInfoSync(
         node=node_spec(config),
         read_node=store.get_node,
         write=agent.write,
         clock=clock,
         logger=agent.logger,
     )
+    agent.sync = sync
     duties = LeaderDuties(
         node_name=config.node_name,
         datacenter=config.datacenter,
@@ -226,15 +228,7 @@ def _add_server_parts(
         leader_logger=agent.logger.named("leader"),
     )
     raft.leadership_observers.append(duties.leadership_changed)
-    raft.leadership_observers.append(lambda leader: agent.sync.trigger() if leader else None)
-    bootstrap = (
-        (Server(id=config.node_id, address=raft_address),)
-        if (config.dev or config.bootstrap)
-        else ()
-    )
-    # Consul starts Raft before joining its gossip pools.
-    server_side.insert(0, RaftService(raft, bootstrap_servers=bootstrap))
-    rpc = TCPServer(
-        ports.server, rpc_factory(side.named("rpc")), interface=config.bind_addr, reactor=reactor
-    )
-    server_side.append(rpc)
+    raft.leadership_observers.append(lambda leader: sync.trigger() if leader else None)
+    lone = config.dev or config.bootstrap
+    bootstrap = (Server(id=config.node_id, address=raft_address),) if lone else ()
+    return RaftService(raft, bootstrap_servers=bootstrap)

@@ -33,6 +33,7 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "node-id": ("node_id",),
     "datacenter": ("datacenter",),
     "bind": ("bind_addr",),
+    "advertise": ("advertise_addr",),
     "client": ("client_addr",),
     "data-dir": ("data_dir",),
     "log-level": ("log_level",),
@@ -77,6 +78,9 @@ class AgentConfig:
     datacenter: str = "dc1"
     domain: str = "consul."
     bind_addr: str = "0.0.0.0"
+    #: The address other agents and the catalog see for this node: the bind
+    #: address, unless that is unspecified (0.0.0.0) or ``advertise_addr`` is set.
+    advertise_addr: str = "127.0.0.1"
     client_addr: str = "127.0.0.1"
     data_dir: str | None = None
     log_level: str = "INFO"
@@ -88,11 +92,6 @@ class AgentConfig:
     skip_leave_on_interrupt: bool = True
     pretty_json: bool = False
     warnings: tuple[str, ...] = ()
-
-    @property
-    def advertise_addr(self) -> str:
-        """The address other agents and the catalog see for this node."""
-        return self.bind_addr
 
     @property
     def dns_name_warning(self) -> str | None:
@@ -196,6 +195,7 @@ def build_config(
     bootstrap: bool = False,
     config_files: list[str],
     hostname: str,
+    private_ip: Callable[[], str] = lambda: "127.0.0.1",
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
     read_file: Callable[[str], dict[str, Any]] = load_config_file,
     read_node_id: Callable[[str], str | None] = lambda data_dir: None,
@@ -239,6 +239,7 @@ def build_config(
         merged,
         dev=dev,
         hostname=hostname,
+        private_ip=private_ip,
         new_uuid=new_uuid,
         read_node_id=read_node_id,
         warnings=warnings,
@@ -250,6 +251,7 @@ def _validate(
     *,
     dev: bool,
     hostname: str,
+    private_ip: Callable[[], str],
     new_uuid: Callable[[], str],
     read_node_id: Callable[[str], str | None],
     warnings: list[str],
@@ -315,6 +317,15 @@ def _validate(
     ):
         raise ConfigError("node_meta must be an object of string values")
 
+    bind_addr = _ip(merged.get("bind_addr", "0.0.0.0"), "bind_addr")
+    if "advertise_addr" in merged:
+        advertise_addr = _ip(merged["advertise_addr"], "advertise_addr")
+    elif ipaddress.ip_address(bind_addr).is_unspecified:
+        # Consul advertises the host's private IPv4 when bound to every address.
+        advertise_addr = private_ip()
+    else:
+        advertise_addr = bind_addr
+
     domain = _str(merged.get("domain", "consul."), "domain").lower()
     if not domain.endswith("."):
         domain += "."
@@ -328,7 +339,8 @@ def _validate(
         node_id_is_random=random_id,
         datacenter=datacenter,
         domain=domain,
-        bind_addr=_ip(merged.get("bind_addr", "0.0.0.0"), "bind_addr"),
+        bind_addr=bind_addr,
+        advertise_addr=advertise_addr,
         client_addr=_ip(merged.get("client_addr", "127.0.0.1"), "client_addr"),
         data_dir=data_dir,
         log_level=log_level,

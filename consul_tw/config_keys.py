@@ -13,6 +13,7 @@ from __future__ import annotations
 #: Top-level keys consul-tw reads (nested ones listed in NESTED_BUILT).
 BUILT = frozenset(
     {
+        "advertise_addr",
         "bind_addr",
         "client_addr",
         "data_dir",
@@ -66,7 +67,6 @@ KNOWN_NOT_BUILT = frozenset(
         "acl_token",
         "acl_ttl",
         "addresses",
-        "advertise_addr",
         "advertise_addr_ipv4",
         "advertise_addr_ipv6",
         "advertise_addr_wan",

@@ -127,7 +127,7 @@ class AgentService(MultiService):
         server side is down, then close the endpoints, last first.
         """
         Service.stopService(self)
-        waiting = succeed(None) if self._server_down is not None else self.agent.shutdown()
+        waiting = self.agent.shutdown()
 
         def endpoints(_: object) -> Deferred[Any]:
             stopping = [maybeDeferred(s.stopService) for s in self._endpoints]

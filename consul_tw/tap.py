@@ -13,6 +13,7 @@ with one ``==> ...`` line on stderr and exit code 1, never a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import sys
@@ -43,6 +44,7 @@ class Options(usage.Options):
         ["node-id", None, None, "Node ID, a UUID (default: random)."],
         ["datacenter", None, None, "Datacenter name (default: dc1)."],
         ["bind", None, None, "Address for cluster traffic (gossip, RPC)."],
+        ["advertise", None, None, "Address to advertise to other agents (default: bind)."],
         ["client", None, None, "Address for client interfaces (HTTP, DNS)."],
         ["data-dir", None, None, "Directory for agent state (required outside --dev)."],
         ["log-level", None, None, "TRACE, DEBUG, INFO, WARN or ERROR."],
@@ -118,6 +120,21 @@ def _persist_node_id(config: AgentConfig) -> None:
         _fail(f"Error starting agent: data_dir {config.data_dir}: {e.strerror}")
 
 
+def _private_ipv4() -> str:
+    """
+    The address to advertise when bound to 0.0.0.0: the host's first private
+    IPv4 address, as Consul picks, else loopback.
+    """
+    try:
+        _, _, addresses = socket.gethostbyname_ex(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+    for address in addresses:
+        if ipaddress.ip_address(address).is_private and not address.startswith("127."):
+            return address
+    return "127.0.0.1"
+
+
 def config_from_options(options: Options) -> AgentConfig:
     flags = {name: options[name] for name in FLAG_KEYS}
     return build_config(
@@ -127,6 +144,7 @@ def config_from_options(options: Options) -> AgentConfig:
         flags=flags,
         config_files=list(options["config-file"]),
         hostname=socket.gethostname(),
+        private_ip=_private_ipv4,
         read_node_id=_read_node_id,
     )
 

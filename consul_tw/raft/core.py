@@ -121,6 +121,8 @@ class RaftCore:
 @attrs.define
 class FollowerData:
     timer: IDelayedCall
+    #: hashicorp/raft warns once, not every timeout, that it cannot elect.
+    warned_no_election: bool = False
 
 
 @attrs.define

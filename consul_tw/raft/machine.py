@@ -187,11 +187,13 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
             return
         # Not bootstrapped, or removed from the configuration: keep waiting
         # for a leader to contact us, as hashicorp/raft does.
-        core.logger.warn(
-            "no known peers, aborting election"
-            if not core.voters
-            else "not part of stable configuration, aborting election"
-        )
+        if not data.warned_no_election:
+            data.warned_no_election = True
+            core.logger.warn(
+                "no known peers, aborting election"
+                if not core.voters
+                else "not part of stable configuration, aborting election"
+            )
         data.timer = core.after(
             core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
         )

@@ -59,6 +59,22 @@ class DevDefaultsTests(SynchronousTestCase):
         self.assertEqual(c.node_name, "b")
 
 
+class AdvertiseTests(SynchronousTestCase):
+    def test_advertise_follows_bind_unless_unspecified(self) -> None:
+        self.assertEqual(config().advertise_addr, "127.0.0.1")
+        self.assertEqual(config(bind="10.1.2.3").advertise_addr, "10.1.2.3")
+        chosen = build_config(
+            dev=False,
+            server=False,
+            flags={"data-dir": "/d"},
+            config_files=[],
+            hostname="h",
+            private_ip=lambda: "192.168.7.7",
+        )
+        self.assertEqual((chosen.bind_addr, chosen.advertise_addr), ("0.0.0.0", "192.168.7.7"))
+        self.assertEqual(config(bind="10.1.2.3", advertise="10.9.9.9").advertise_addr, "10.9.9.9")
+
+
 class RefusalTests(SynchronousTestCase):
     def assert_refused(self, text: str, **kwargs: Any) -> None:
         error = self.assertRaises(ConfigError, config, **kwargs)
