@@ -40,10 +40,10 @@ from typing import Any
 
 from twisted.application.service import Application, Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.names import common, dns
 from twisted.names.server import DNSServerFactory
+from twisted.python.components import Componentized
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -59,9 +59,10 @@ _DEFAULT_HTTP: dict[str, Any] = {
 
 def _default_dns_answer() -> bytes:
     name = b"bench.node.consul"
-    message = dns.Message(answer=1, auth=1)
+    message = dns.Message(answer=True, auth=True)
     message.queries = [dns.Query(name, dns.A, dns.IN)]
-    message.answers = [dns.RRHeader(name, dns.A, payload=dns.Record_A("127.0.0.1", ttl=0), ttl=0)]
+    record: Any = dns.Record_A("127.0.0.1", ttl=0)
+    message.answers = [dns.RRHeader(name, dns.A, payload=record, ttl=0)]
     return message.toStr()
 
 
@@ -112,7 +113,7 @@ class QuietSite(Site):
 
     noisy = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: Any) -> None:
         pass
 
 
@@ -165,9 +166,9 @@ class BaselineService(Service):
         node = root
         for segment in parents:
             child = Resource()
-            node.putChild(segment.encode(), child)
+            node.putChild(segment.encode(), child)  # type: ignore[arg-type]
             node = child
-        node.putChild(last.encode(), leaf)
+        node.putChild(last.encode(), leaf)  # type: ignore[arg-type]
         self.site = QuietSite(root)
 
         answer = fixture.get("dns", {}).get("answer")
@@ -177,7 +178,7 @@ class BaselineService(Service):
         self.dns_protocol.noisy = False
         self._http_port = http_port
         self._dns_port = dns_port
-        self._ports: list[IListeningPort] = []
+        self._ports: list[Any] = []  # IListeningPort
 
     def startService(self) -> None:
         from twisted.internet import reactor
@@ -197,7 +198,7 @@ class BaselineService(Service):
         return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
 
 
-def application_from_env() -> Application:
+def application_from_env() -> Componentized:
     """The ``application`` for ``twistd -y bench/_baseline.tac``."""
     fixture_path = os.environ.get("BENCH_FIXTURE")
     fixture = json.loads(Path(fixture_path).read_text("utf-8")) if fixture_path else {}

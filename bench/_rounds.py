@@ -30,18 +30,23 @@ class Samples:
     def p50_ratio(self) -> float:
         return ratio(percentile(self.agent, 50), percentile(self.baseline, 50))
 
-    def report(self) -> str:
-        """The ratio first, then the table, then the per-round spread."""
+    def headline(self, what: str) -> str:
+        """The line to lead with: the p50 ratio, then the absolute p50s."""
         a50, b50 = percentile(self.agent, 50) * 1e6, percentile(self.baseline, 50) * 1e6
-        return "\n".join([
-            f"p50 agent/baseline = {self.p50_ratio():.2f}x"
-            f"  ({a50:.0f} µs vs {b50:.0f} µs)",
-            "",
-            latency_table(self.agent, self.baseline),
-            "",
-            f"per-round p50 ratio over {len(self.round_p50_ratios)} rounds: "
-            + spread(self.round_p50_ratios),
-        ])
+        return (
+            f"{what} p50 agent/baseline = {self.p50_ratio():.2f}x  ({a50:.0f} µs vs {b50:.0f} µs)"
+        )
+
+    def details(self) -> str:
+        """The table, then the per-round spread."""
+        return "\n".join(
+            [
+                latency_table(self.agent, self.baseline),
+                "",
+                f"per-round p50 ratio over {len(self.round_p50_ratios)} rounds: "
+                + spread(self.round_p50_ratios),
+            ]
+        )
 
 
 def interleaved(agent: Sampler, baseline: Sampler, *, per_side: int, block: int) -> Samples:

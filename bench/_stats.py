@@ -47,7 +47,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     def line(cells: Sequence[str]) -> str:
         out = [str(cells[0]).ljust(widths[0])]
-        out += [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        out += [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
         return "  ".join(out).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -64,6 +64,7 @@ def latency_table(agent_s: Sequence[float], baseline_s: Sequence[float]) -> str:
             ["agent", *(f"{a[k]:.1f}" for k in keys)],
             ["baseline", *(f"{b[k]:.1f}" for k in keys)],
             ["agent/baseline", *(fmt_ratio(ratio(a[k], b[k])) for k in keys)],
+            ["agent-baseline", *(f"{a[k] - b[k]:+.1f}" for k in keys)],
         ],
     )
 

@@ -22,12 +22,14 @@ import http.client
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import attrs
 
 from bench._agent import AGENT_RUNNING, AGENT_SYNCED, BASELINE_RUNNING, start_agent, start_baseline
 from bench._baseline_server import write_fixture
+from bench._proc import pin_client_and_servers
 from bench._rounds import Sampler, interleaved
 
 DESCRIPTION = "p50 latency of GET /v1/catalog/nodes, 1 client, vs a bare twisted.web"
@@ -77,8 +79,11 @@ def sampler(conn: http.client.HTTPConnection, expected: bytes, mismatches: list[
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench http", description=DESCRIPTION)
     parser.add_argument("--requests", type=int, default=5000, help="timed requests per side")
-    parser.add_argument("--block", type=int, default=100, help="requests per interleaved block")
+    parser.add_argument("--block", type=int, default=50, help="requests per interleaved block")
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests per side first")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the scheduler place client and servers"
+    )
     parser.add_argument("--log-level", help="pass -log-level to the agent (e.g. INFO)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a line")
     args = parser.parse_args(argv)
@@ -86,24 +91,30 @@ def main(argv: Sequence[str]) -> int:
         parser.error("--requests and --block must be positive")
 
     agent_args = ["--log-level", args.log_level] if args.log_level else []
-    agent, agent_ports = start_agent(agent_args)
-    with agent, tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+    server_cpus, placement = pin_client_and_servers(not args.no_pin)
+    agent, agent_ports = start_agent(agent_args, server_cpus)
+    with agent, tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
         agent.wait_for(AGENT_RUNNING, args.timeout)
         agent.wait_for(AGENT_SYNCED, args.timeout)
         a_conn = http.client.HTTPConnection("127.0.0.1", agent_ports.http, timeout=10)
+        stack.callback(a_conn.close)
         captured = fetch(a_conn)
         if captured.status != 200:
             raise SystemExit(f"agent answered {captured.status} to GET {PATH}")
 
         fixture = Path(tmp) / "fixture.json"
         write_fixture(
-            fixture, http_path=PATH, status=captured.status,
-            headers=captured.headers, body=captured.body,
+            fixture,
+            http_path=PATH,
+            status=captured.status,
+            headers=captured.headers,
+            body=captured.body,
         )
-        baseline, base_ports = start_baseline(fixture)
+        baseline, base_ports = start_baseline(fixture, server_cpus)
         with baseline:
             baseline.wait_for(BASELINE_RUNNING, args.timeout)
             b_conn = http.client.HTTPConnection("127.0.0.1", base_ports.http, timeout=10)
+            stack.callback(b_conn.close)
             check = fetch(b_conn)
             same = (
                 check.status == captured.status
@@ -122,16 +133,18 @@ def main(argv: Sequence[str]) -> int:
             take_b(args.warmup)
             samples = interleaved(take_a, take_b, per_side=args.requests, block=args.block)
 
+    print(samples.headline(f"GET {PATH}"))
     print(
-        f"bench http: GET {PATH}, 1 client, keep-alive, {args.requests} requests per side "
-        f"in interleaved blocks of {args.block}, after {args.warmup} warm-up each"
+        f"bench http: 1 client, keep-alive, {args.requests} requests per side "
+        f"in interleaved blocks of {args.block}, after {args.warmup} warm-up each; {placement}"
         + (f"; agent -log-level {args.log_level}" if args.log_level else "")
     )
     print(
         f"response: {captured.status}, {len(captured.body)} body bytes, "
         f"~{captured.wire_size()} bytes on the wire, same bytes from both (bar Date)"
     )
-    print(samples.report())
+    print()
+    print(samples.details())
     if a_bad[0] or b_bad[0]:
         print(f"WARNING: unexpected answers: agent {a_bad[0]}, baseline {b_bad[0]}")
     return 0

@@ -70,25 +70,37 @@ def report(agent: Sequence[Run], baseline: Sequence[Run], warmups: int) -> str:
     a_rss, b_rss = med(r.ready_rss_kib for r in agent), med(r.ready_rss_kib for r in baseline)
     a_synced = med(r.synced_s for r in agent if r.synced_s is not None)
     a_synced_rss = med(r.synced_rss_kib for r in agent if r.synced_rss_kib is not None)
-    time_ratios = [ratio(a.ready_s, b.ready_s) for a, b in zip(agent, baseline)]
-    rss_ratios = [ratio(a.ready_rss_kib, b.ready_rss_kib) for a, b in zip(agent, baseline)]
+    time_ratios = [ratio(a.ready_s, b.ready_s) for a, b in zip(agent, baseline, strict=True)]
+    rss_ratios = [
+        ratio(a.ready_rss_kib, b.ready_rss_kib) for a, b in zip(agent, baseline, strict=True)
+    ]
     lines = [
-        f"bench startup: {len(agent)} runs per side, alternating, "
-        f"after {warmups} uncounted warm-up run(s) each",
         f"start-up  agent/baseline = {fmt_ratio(ratio(a_ready, b_ready))}"
         f"  (median {a_ready * 1e3:.0f} ms vs {b_ready * 1e3:.0f} ms to ready line)",
         f"memory    agent/baseline = {fmt_ratio(ratio(a_rss, b_rss))}"
         f"  (median VmRSS {_mib(a_rss)} MiB vs {_mib(b_rss)} MiB at ready line)",
+        f"bench startup: {len(agent)} runs per side, alternating, "
+        f"after {warmups} uncounted warm-up run(s) each",
         "",
         table(
-            ["median over runs", "agent", "baseline", "agent/baseline"],
+            ["median over runs", "agent", "baseline", "agent/baseline", "agent-baseline"],
             [
-                ["spawn -> ready line (ms)", f"{a_ready * 1e3:.0f}", f"{b_ready * 1e3:.0f}",
-                 fmt_ratio(ratio(a_ready, b_ready))],
-                ["VmRSS at ready line (MiB)", _mib(a_rss), _mib(b_rss),
-                 fmt_ratio(ratio(a_rss, b_rss))],
-                ["spawn -> Synced node info (ms)", f"{a_synced * 1e3:.0f}", "-", "-"],
-                ["VmRSS at Synced node info (MiB)", _mib(a_synced_rss), "-", "-"],
+                [
+                    "spawn -> ready line (ms)",
+                    f"{a_ready * 1e3:.0f}",
+                    f"{b_ready * 1e3:.0f}",
+                    fmt_ratio(ratio(a_ready, b_ready)),
+                    f"{(a_ready - b_ready) * 1e3:+.0f}",
+                ],
+                [
+                    "VmRSS at ready line (MiB)",
+                    _mib(a_rss),
+                    _mib(b_rss),
+                    fmt_ratio(ratio(a_rss, b_rss)),
+                    f"{(a_rss - b_rss) / 1024:+.1f}",
+                ],
+                ["spawn -> Synced node info (ms)", f"{a_synced * 1e3:.0f}", "-", "-", "-"],
+                ["VmRSS at Synced node info (MiB)", _mib(a_synced_rss), "-", "-", "-"],
             ],
         ),
         "",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import shutil
 import sys
+import tempfile
 
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
@@ -85,7 +87,8 @@ class OptionTests(SynchronousTestCase):
         self.assertIsNot(server_options["logger"], tap.make_observer)
 
     def test_node_id_persists_in_data_dir(self) -> None:
-        data_dir = self.mktemp()
+        data_dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, data_dir, True)
         first = tap.config_from_options(self.parse("--server", "--data-dir", data_dir))
         tap._persist_node_id(first)
         second = tap.config_from_options(self.parse("--server", "--data-dir", data_dir))
