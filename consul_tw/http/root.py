@@ -129,8 +129,6 @@ class ApiResource(Resource):
             raise HTTPError(400, "Invalid URL encoding") from None
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
             raise HTTPError(400, f"Bad request: invalid character in URL path {path!r}")
-        if path == "/":
-            raise HTTPError(200, UI_DISABLED)
         found = _match(self._routes, path)
         if found is None:
             raise HTTPError(404, "Invalid URL path: not a recognized HTTP API endpoint")
@@ -246,10 +244,22 @@ class QuietSite(Site):
         return channel
 
 
+def ui_disabled(call: ApiCall) -> Reply:
+    """``GET /``: Consul's answer when its web UI is not served (ours is not built)."""
+    return Reply(
+        UI_DISABLED.encode(), json=False, headers={"Content-Type": "text/plain; charset=utf-8"}
+    )
+
+
 def build_site(agent: Agent, *, logger: HcLogger, rng: random.Random | None = None) -> QuietSite:
     from consul_tw.http import agent_endpoints, catalog_endpoints, status_endpoints
 
-    routes = [*agent_endpoints.ROUTES, *catalog_endpoints.ROUTES, *status_endpoints.ROUTES]
+    routes = [
+        Route("/", {"GET": ui_disabled}),
+        *agent_endpoints.ROUTES,
+        *catalog_endpoints.ROUTES,
+        *status_endpoints.ROUTES,
+    ]
     site = QuietSite(ApiResource(agent, routes, logger=logger, rng=rng))
     site.displayTracebacks = False
     return site

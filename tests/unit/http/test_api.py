@@ -236,6 +236,9 @@ class AgentAndStatusTests(ApiTestCase):
         code, _, body = self.request("GET", "/v1/catalog/node/%ff")
         self.assertEqual((code, body), (400, b"Invalid URL encoding"))
         self.assertNotIn("server", self.request("GET", "/v1/status/leader")[1])
+        code, headers, body = self.request("GET", "/")
+        self.assertEqual((code, headers["content-type"]), (200, "text/plain; charset=utf-8"))
+        self.assertTrue(body.startswith(b"Consul Agent: UI disabled."))
 
     def test_compact_json_without_dev(self) -> None:
         import attrs
