@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_agent -*-
+# -*- test-case-name: tests.unit.test_build -*-
 """
 The agent: the domain facade every wire adapter talks to.
 
@@ -24,6 +24,7 @@ from consul_tw._logging import HcLogger
 from consul_tw._observer import OneShotObserver
 from consul_tw.catalog.commands import Command, encode_command
 from consul_tw.catalog.store import StateStore
+from consul_tw.catalog.watch import WatchSet
 from consul_tw.config import AgentConfig
 from consul_tw.durations import format_duration
 from consul_tw.gossip.members import Member
@@ -54,6 +55,10 @@ class Agent:
     store: StateStore | None = None
     raft: RaftNode | None = None
     sync: NodeInfoSync | None = None
+    #: Wakes blocking queries when the catalog changes (see ``attach_store``).
+    watches: WatchSet = attrs.field(
+        default=attrs.Factory(lambda self: WatchSet(self.clock), takes_self=True)
+    )
     #: Set by the service tree: stops the server-side actors ("shutting down
     #: server") and returns when they are down.
     shutdown_server: Callable[[], Deferred[None]] = lambda: succeed(None)
@@ -69,6 +74,11 @@ class Agent:
         self.lan.subscribe(self._lan_event)
         if self.wan is not None:
             self.wan.subscribe(self._wan_event)
+
+    def attach_catalog(self, store: StateStore, raft: RaftNode) -> None:
+        """A server's catalog and the Raft node that writes it."""
+        self.store, self.raft = store, raft
+        store.listeners.append(self.watches.notify)
 
     # -- reads -------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_banner -*-
+# -*- test-case-name: tests.unit.test_build -*-
 """
 The start-up banner, in Consul 1.8's layout.
 

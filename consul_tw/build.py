@@ -19,7 +19,7 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
 from consul_tw._logging import HcLogger
-from consul_tw.agent import Agent, AgentNotServer
+from consul_tw.agent import Agent
 from consul_tw.catalog.commands import NodeSpec
 from consul_tw.catalog.fsm import CatalogFSM
 from consul_tw.catalog.store import StateStore
@@ -144,7 +144,7 @@ def build_agent(
     endpoints: list[IService] = []
     if config.ports.dns >= 0:
         authority = ConsulAuthority(
-            agent.store if agent.store is not None else NoKnownServers(),  # type: ignore[arg-type]
+            agent.store,
             datacenter=config.datacenter,
             clock=clock,
             domain=config.domain,
@@ -178,16 +178,6 @@ def build_agent(
     )
 
 
-class NoKnownServers:
-    """
-    The catalog as a client agent sees it until server RPC exists: every
-    read fails as Consul's does with no servers (DNS answers SERVFAIL).
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        raise AgentNotServer("rpc error making call: No known Consul servers")
-
-
 def _raft_service(
     config: AgentConfig,
     clock: IReactorTime,
@@ -209,7 +199,7 @@ def _raft_service(
         logger=side.named("raft"),
         rng=rng,
     )
-    agent.store, agent.raft = store, raft
+    agent.attach_catalog(store, raft)
     sync = NodeInfoSync(
         node=node_spec(config),
         read_node=store.get_node,

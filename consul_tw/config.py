@@ -310,6 +310,8 @@ def _validate(
         )
     except ValueError as e:
         raise ConfigError(f"performance.leave_drain_time: {e}") from None
+    if drain < 0:
+        raise ConfigError("performance.leave_drain_time cannot be negative")
 
     node_meta = merged.get("node_meta", {})
     if not isinstance(node_meta, Mapping) or not all(

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_durations -*-
+# -*- test-case-name: tests.unit.test_logging -*-
 """
 Go ``time.Duration`` strings, as Consul's config keys, query parameters and
 log lines spell them (``5s``, ``1m30s``, ``998.7µs``).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_service -*-
+# -*- test-case-name: tests.unit.test_build -*-
 """
 The agent's service tree and its start/stop story.
 

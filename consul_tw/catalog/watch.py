@@ -13,7 +13,7 @@ delayed call behind.
 from __future__ import annotations
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 
@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 class WatchSet:
     clock: IReactorTime
     _waiting: dict[Deferred[bool], IDelayedCall] = attrs.field(factory=dict)
+    _wake_scheduled: bool = False
 
     def wait(self, timeout: float) -> Deferred[bool]:
         """Fires True at the next change, False when ``timeout`` passes first."""
@@ -35,8 +36,15 @@ class WatchSet:
         return waiting
 
     def notify(self) -> None:
+        """Wake every current waiter, with one delayed call however many there are."""
+        if self._waiting and not self._wake_scheduled:
+            self._wake_scheduled = True
+            self.clock.callLater(0, self._wake_all)
+
+    def _wake_all(self) -> None:
+        self._wake_scheduled = False
         for waiting in list(self._waiting):
-            self.clock.callLater(0, self._fire, waiting, True)
+            self._fire(waiting, True)
 
     def _fire(self, waiting: Deferred[bool], changed: bool) -> None:
         timer = self._waiting.pop(waiting, None)
@@ -45,6 +53,3 @@ class WatchSet:
         if timer.active():
             timer.cancel()
         waiting.callback(changed)
-
-
-__all__ = ["CancelledError", "WatchSet"]

@@ -133,7 +133,9 @@ class ConsulAuthority:
     tests are deterministic.
     """
 
-    store: StateStore
+    #: None on a client agent, which has no catalog of its own: every
+    #: in-domain question is SERVFAIL until it can ask a server.
+    store: StateStore | None
     datacenter: str = attrs.field(kw_only=True)
     clock: IReactorTime = attrs.field(kw_only=True)
     domain: str = attrs.field(kw_only=True, default="consul.")
@@ -159,6 +161,8 @@ class ConsulAuthority:
                 return self._ptr_lookup(qname, text)
             # Not ours, and there are no recursors to ask.
             return Answer(rcode=dns.EREFUSED, authoritative=False)
+        if self.store is None:
+            return Answer(rcode=dns.ESERVER)
         if qtype == dns.SOA:
             ns, glue = self._nameservers()
             return Answer(rcode=dns.OK, answers=(self.soa(),), authority=ns, additional=glue)

@@ -26,6 +26,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.names import dns
 from twisted.names.server import DNSServerFactory
+from twisted.protocols.policies import TimeoutMixin
 
 from consul_tw._logging import HcLogger
 from consul_tw.dns.authority import Answer, ConsulAuthority
@@ -285,12 +286,33 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
             log.warn("failed to write DNS response", client=addr[0], error=str(e))  # noqa: G010
 
 
-class DNSStreamProtocol(dns.DNSProtocol):
-    """TCP: length-prefixed messages; junk closes the connection after any FORMERR."""
+#: Seconds a TCP client may stay silent before it is disconnected (miekg/dns,
+#: which Consul uses, allows 8 s of idleness between queries).
+TCP_IDLE_TIMEOUT = 8.0
+
+
+class DNSStreamProtocol(dns.DNSProtocol, TimeoutMixin):
+    """
+    TCP: length-prefixed messages; junk closes the connection after any
+    FORMERR, and so does silence, so idle peers cannot hold sockets forever.
+    """
 
     controller: ConsulDNSServerFactory
 
+    def connectionMade(self) -> None:
+        self.callLater = self._reactor.callLater  # type: ignore[attr-defined]
+        super().connectionMade()
+        self.setTimeout(TCP_IDLE_TIMEOUT)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.setTimeout(None)
+        super().connectionLost(reason)
+
+    def timeoutConnection(self) -> None:
+        self.transport.abortConnection()
+
     def stringReceived(self, data: bytes) -> None:
+        self.resetTimeout()
         peer = self.transport.getPeer()
         client = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         outcome = self.controller.handle_packet(data, network="tcp", client=client)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.gossip.test_service -*-
+# -*- test-case-name: tests.unit.test_build -*-
 """
 The gossip pool as a Twisted service: the Serf port's UDP and TCP sockets.
 

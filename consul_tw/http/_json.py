@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.http.test_json -*-
+# -*- test-case-name: tests.unit.http.test_api -*-
 """
 JSON bytes exactly as Consul's Go encoder writes them.
 

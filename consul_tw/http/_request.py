@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
 from consul_tw.agent import Agent, AgentNotServer
 from consul_tw.catalog.store import StateStore
-from consul_tw.catalog.watch import WatchSet
 from consul_tw.durations import parse_duration
 
 #: Blocking query defaults (Consul's default_query_time / max_query_time).
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
+#: Largest request body a handler reads (Consul's kv_max_value_size).
+MAX_BODY = 512 * 1024
 
 
 class HTTPError(Exception):
@@ -56,12 +57,23 @@ class ApiCall:
     #: What followed the route's prefix (``/v1/catalog/node/<this>``).
     suffix: str
     query: dict[str, list[str]]
-    body: bytes
+    #: The request body, unread: handlers that take one read it with
+    #: :meth:`read_body`, which bounds it.
+    content: IO[bytes] | None
     agent: Agent
-    watches: WatchSet
     rng: random.Random = attrs.field(factory=random.Random)
     #: Run once the reply has been sent (e.g. exit after a leave is answered).
     after_reply: list[Callable[[], None]] = attrs.field(factory=list)
+
+    def read_body(self, limit: int = MAX_BODY) -> bytes:
+        """The body, refused with Consul's 413 when larger than ``limit``."""
+        if self.content is None:
+            return b""
+        self.content.seek(0)
+        data = self.content.read(limit + 1)
+        if len(data) > limit:
+            raise HTTPError(413, f"Request body too large, max size: {limit} bytes")
+        return data
 
     def has(self, name: str) -> bool:
         return name in self.query
@@ -94,7 +106,10 @@ def _blocking_params(call: ApiCall) -> tuple[int, float]:
             wait = parse_duration(wait_text)
         except ValueError:
             raise HTTPError(400, "Invalid wait time") from None
-    wait = min(max(wait, 0.0), MAX_WAIT)
+    if wait <= 0:
+        # Consul: a zero or negative wait means the default, not "don't wait".
+        wait = DEFAULT_WAIT
+    wait = min(wait, MAX_WAIT)
     return index, wait
 
 
@@ -143,7 +158,7 @@ def catalog_read(
         remaining = deadline - agent.clock.seconds()
         if store.max_index(*tables) > index or remaining <= 0:
             return answer()
-        return call.watches.wait(remaining).addCallback(until_changed)
+        return agent.watches.wait(remaining).addCallback(until_changed)
 
     result = until_changed()
     return result if isinstance(result, Deferred) else succeed(result)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.http.test_agent -*-
+# -*- test-case-name: tests.unit.http.test_api -*-
 """
 ``/v1/agent/*``: this agent's own view (members, self) and actions (leave).
 

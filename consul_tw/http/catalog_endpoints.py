@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.http.test_catalog -*-
+# -*- test-case-name: tests.unit.http.test_api -*-
 """``/v1/catalog/*`` reads: nodes, one node, services, one service, datacenters."""
 
 from __future__ import annotations

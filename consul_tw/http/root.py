@@ -18,13 +18,13 @@ from urllib.parse import parse_qs, unquote
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from consul_tw._logging import HcLogger
 from consul_tw.agent import Agent, AgentNotServer, NoClusterLeader
 from consul_tw.catalog.store import RegistrationError
-from consul_tw.catalog.watch import WatchSet
 from consul_tw.durations import format_duration
 from consul_tw.http import _json
 from consul_tw.http._request import ApiCall, HTTPError, Reply
@@ -76,9 +76,6 @@ class ApiResource(Resource):
         self._routes = routes
         self._logger = logger
         self._rng = rng or random.Random()
-        self.watches = WatchSet(agent.clock)
-        if agent.store is not None:
-            agent.store.listeners.append(self.watches.notify)
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
         started = self._agent.clock.seconds()
@@ -102,13 +99,22 @@ class ApiResource(Resource):
                 request, HTTPError(405, f"method {method} not allowed", {"Allow": allowed})
             )
             return NOT_DONE_YET
+        gone: list[bool] = []
         result: Deferred[Reply] = maybeDeferred(handler, call)
-        result.addCallbacks(
-            lambda reply: self._write_reply(request, call, reply),
-            lambda failure: self._write_failure(request, failure),
+
+        def hung_up(_: object) -> None:
+            # A blocking query whose client hangs up stops waiting.
+            gone.append(True)
+            result.cancel()
+
+        request.notifyFinish().addErrback(hung_up)
+        result.addCallback(lambda reply: gone or self._write_reply(request, call, reply))
+        result.addErrback(lambda failure: gone or self._write_failure(request, failure))
+        result.addErrback(
+            lambda failure: self._logger.error(
+                "Failed to write response", error=failure.getErrorMessage()
+            )
         )
-        # A blocking query whose client hangs up stops waiting.
-        request.notifyFinish().addErrback(lambda _: result.cancel())
         return NOT_DONE_YET
 
     # -- parsing ----------------------------------------------------------
@@ -133,15 +139,13 @@ class ApiResource(Resource):
         if found is None:
             raise HTTPError(404, "Invalid URL path: not a recognized HTTP API endpoint")
         route, suffix = found
-        body = request.content.read() if request.content is not None else b""
         call = ApiCall(
             method=method,
             path=path,
             suffix=suffix,
             query=query,
-            body=body,
+            content=request.content,
             agent=self._agent,
-            watches=self.watches,
             rng=self._rng,
         )
         return call, route
@@ -149,8 +153,6 @@ class ApiResource(Resource):
     # -- writing ------------------------------------------------------------
 
     def _write_reply(self, request: Request, call: ApiCall, reply: Reply) -> None:
-        if request._disconnected:  # type: ignore[attr-defined]
-            return
         request.setResponseCode(reply.status)
         for name, value in reply.headers.items():
             request.setHeader(name.encode(), value.encode())
@@ -167,8 +169,6 @@ class ApiResource(Resource):
             action()
 
     def _write_error(self, request: Request, error: HTTPError) -> None:
-        if request._disconnected:  # type: ignore[attr-defined]
-            return
         request.setResponseCode(error.code)
         for name, value in error.headers.items():
             request.setHeader(name.encode(), value.encode())
@@ -214,6 +214,21 @@ def _peer(request: Request) -> str:
     return f"{host}:{port}"
 
 
+class TrackedChannel(HTTPChannel):
+    """An HTTP/1.1 channel its site knows about until the connection closes."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.closed: Deferred[None] = Deferred()
+        self.site.open_channels.add(self)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.site.open_channels.discard(self)
+        super().connectionLost(reason)
+        if not self.closed.called:
+            self.closed.callback(None)
+
+
 class QuietSite(Site):
     """
     A Site without twisted.web's access log (Consul logs requests itself)
@@ -222,26 +237,14 @@ class QuietSite(Site):
     """
 
     noisy = False
+    protocol = TrackedChannel
 
     def __init__(self, resource: Resource) -> None:
         super().__init__(resource)
-        self.open_channels: set[Any] = set()
+        self.open_channels: set[TrackedChannel] = set()
 
     def log(self, request: Request) -> None:
         pass
-
-    def buildProtocol(self, addr: Any) -> Any:
-        channel = super().buildProtocol(addr)
-        if channel is not None:
-            self.open_channels.add(channel)
-            lost = channel.connectionLost
-
-            def connection_lost(reason: Any) -> None:
-                self.open_channels.discard(channel)
-                lost(reason)
-
-            channel.connectionLost = connection_lost
-        return channel
 
 
 def ui_disabled(call: ApiCall) -> Reply:

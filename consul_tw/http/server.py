@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.http.test_server -*-
+# -*- test-case-name: tests.unit.test_build -*-
 """
 The HTTP API listener as a service of the agent's tree.
 
@@ -67,19 +67,10 @@ class HTTPService(Service):
         await maybeDeferred(listening.stopListening)
         waits = []
         for channel in list(self.site.open_channels):
-            done: Deferred[None] = Deferred()
-            lost = channel.connectionLost
-
-            def on_lost(reason: Any, lost: Any = lost, done: Deferred[None] = done) -> None:
-                lost(reason)
-                if not done.called:
-                    done.callback(None)
-
-            channel.connectionLost = on_lost
             timer = self._reactor.callLater(self._drain_timeout, _abort, channel)
-            done.addBoth(lambda r, t=timer: t.cancel() if t.active() else None)
+            waits.append(channel.closed.addBoth(lambda r, t=timer: t.active() and t.cancel()))
+            # Closes once what has been written (e.g. a leave's answer) is sent.
             channel.transport.loseConnection()
-            waits.append(done)
         await DeferredList(waits)
 
 

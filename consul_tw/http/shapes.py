@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.http.test_shapes -*-
+# -*- test-case-name: tests.unit.http.test_api -*-
 """
 Catalog and membership records as Consul's JSON objects.
 

@@ -80,6 +80,14 @@ class RaftCore:
         """Schedule a timer input on the injected clock."""
         return self.clock.callLater(delay, self.drive, input_method)
 
+    def follower_timer(self, input_method: Callable[[], None]) -> IDelayedCall:
+        """A follower's wait for a leader: 1-2 x the heartbeat timeout."""
+        return self.after(self.jittered(self.timings.heartbeat_timeout), input_method)
+
+    def candidate_timer(self, input_method: Callable[[], None]) -> IDelayedCall:
+        """A candidate's wait for a decision: 1-2 x the election timeout."""
+        return self.after(self.jittered(self.timings.election_timeout), input_method)
+
     @property
     def voters(self) -> tuple[Server, ...]:
         return self.log.configuration()[1]

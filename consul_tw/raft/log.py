@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.raft.test_log -*-
+# -*- test-case-name: tests.unit.raft.test_machine -*-
 """
 The Raft log as the machine sees it: pure, in memory, no I/O.
 

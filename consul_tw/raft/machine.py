@@ -44,7 +44,13 @@ from consul_tw.raft.messages import (
     Server,
 )
 from consul_tw.raft.quorum import votes_needed
-from consul_tw.raft.rules import accept_entries, answer_vote, leader_commit, leave_leadership
+from consul_tw.raft.rules import (
+    accept_entries,
+    answer_vote,
+    leader_commit,
+    leave_leadership,
+    replicate,
+)
 
 __all__ = ["NotLeader", "RaftCore", "RaftInputs", "RaftMachine", "RaftShutdown", "RaftStatus"]
 
@@ -108,7 +114,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
             follower=core.describe_node("Follower"),
             leader=leader.address if leader else None,
         )
-        timer = core.after(core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout)
+        timer = core.follower_timer(inputs.election_timeout)
         return FollowerData(timer)
 
     def enter_candidate(inputs: RaftInputs, core: RaftCore, *args: object) -> CandidateData:
@@ -130,7 +136,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         needed = votes_needed(len(core.voters))
         core.logger.debug("votes", needed=needed)
         core.logger.debug("vote granted", **{"from": core.node_id, "term": core.term, "tally": 1})
-        timer = core.after(core.jittered(core.timings.election_timeout), inputs.election_timeout)
+        timer = core.candidate_timer(inputs.election_timeout)
         if needed <= 1:
             inputs._won_election(1)
         return CandidateData(timer, {core.node_id})
@@ -143,9 +149,13 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         progress = {p.id: Progress(next_index=core.log.last_index + 1) for p in core.peers}
         # A no-op in the new term lets the leader commit everything before it.
         core.append_local(EntryType.NOOP)
+        # Announce ourselves at once, then heartbeat; with no peers (a lone
+        # server) there is no one to heartbeat to.
+        replicate(core, progress)
         heartbeat = LoopingCall(core.drive, inputs.heartbeat_due)
         heartbeat.clock = core.clock
-        heartbeat.start(core.timings.heartbeat_interval, now=True)
+        if core.peers:
+            heartbeat.start(core.timings.heartbeat_interval, now=False)
         core.outbox.append(LeadershipChanged(True))
         return LeaderData(heartbeat, progress, {})
 
@@ -194,9 +204,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
                 if not core.voters
                 else "not part of stable configuration, aborting election"
             )
-        data.timer = core.after(
-            core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
-        )
+        data.timer = core.follower_timer(inputs.election_timeout)
 
     @Follower.upon(RaftInputs._start_election).to(Candidate)
     def become_candidate(inputs: RaftInputs, core: RaftCore, data: FollowerData) -> None:
@@ -239,9 +247,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     ) -> None:
         if answer_vote(core, msg):
             cancel_timer(data.timer)
-            data.timer = core.after(
-                core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
-            )
+            data.timer = core.follower_timer(inputs.election_timeout)
 
     @Candidate.upon(RaftInputs.request_vote_received, nodata=True).loop()
     @Leader.upon(RaftInputs.request_vote_received, nodata=True).loop()
@@ -279,9 +285,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     @Follower.upon(RaftInputs.append_entries_received).loop()
     def follow(inputs: RaftInputs, core: RaftCore, data: FollowerData, msg: AppendEntries) -> None:
         cancel_timer(data.timer)
-        data.timer = core.after(
-            core.jittered(core.timings.heartbeat_timeout), inputs.election_timeout
-        )
+        data.timer = core.follower_timer(inputs.election_timeout)
         accept_entries(core, msg)
 
     @Candidate.upon(RaftInputs.append_entries_received).to(Follower)
@@ -304,25 +308,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
 
     @Leader.upon(RaftInputs.heartbeat_due).loop()
     def send_heartbeats(inputs: RaftInputs, core: RaftCore, data: LeaderData) -> None:
-        for peer in core.peers:
-            progress = data.progress.setdefault(
-                peer.id, Progress(next_index=core.log.last_index + 1)
-            )
-            prev = progress.next_index - 1
-            core.outbox.append(
-                Send(
-                    peer.id,
-                    AppendEntries(
-                        term=core.term,
-                        leader_id=core.node_id,
-                        leader_address=core.address,
-                        prev_log_index=prev,
-                        prev_log_term=core.log.term_at(prev) or 0,
-                        entries=tuple(core.log.slice(progress.next_index, core.log.last_index)),
-                        leader_commit=core.commit_index,
-                    ),
-                )
-            )
+        replicate(core, data.progress)
 
     @Leader.upon(RaftInputs.append_entries_response_received).loop()
     def follower_answered(
@@ -387,7 +373,8 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     def shutdown_apply(inputs: RaftInputs, core: RaftCore, command: bytes) -> Deferred[Any]:
         return fail(RaftShutdown("raft is shutting down"))
 
-    # Inputs that may still arrive after stop() are dropped on purpose.
+    # Messages and timers that arrive before start() or after stop() are
+    # dropped on purpose: a transport may deliver them at any time.
     for name in (
         "election_timeout",
         "heartbeat_due",
@@ -402,6 +389,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         "higher_term_seen",
     ):
         ShutDown.upon(getattr(RaftInputs, name)).loop().returns(None)
+        Stopped.upon(getattr(RaftInputs, name)).loop().returns(None)
 
     # -- describe() in every state -------------------------------------------------
 

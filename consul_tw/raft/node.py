@@ -168,6 +168,7 @@ class RaftNode:
     # -- driver ----------------------------------------------------------------
 
     def _feed(self, input_method: Callable[..., None], *args: object) -> None:
+        """Deliver one input, then carry out its effects (unless already doing so)."""
         input_method(*args)
         self._drain()
 
@@ -209,8 +210,10 @@ class RaftNode:
                     elif isinstance(effect, ApplyCommitted):
                         self._apply_committed(effect.first, effect.last)
                     elif isinstance(effect, LeadershipChanged):
+                        # One turn later: observers write through Raft, and
+                        # must not run inside this drain.
                         for observer in list(self.leadership_observers):
-                            observer(effect.leader)
+                            self.core.clock.callLater(0, observer, effect.leader)
                 if persisted is not None:
                     self.machine.log_persisted(persisted)
         finally:

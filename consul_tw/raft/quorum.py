@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.raft.test_quorum -*-
+# -*- test-case-name: tests.unit.raft.test_machine -*-
 """Majority arithmetic: votes needed and the commit index from match indexes."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twisted.python.failure import Failure
 
-from consul_tw.raft.core import LeaderData, RaftCore, fire_eventually
+from consul_tw.raft.core import LeaderData, Progress, RaftCore, fire_eventually
 from consul_tw.raft.effects import AppendToLog, LeadershipChanged, Send, TruncateLog
 from consul_tw.raft.messages import (
     AppendEntries,
@@ -100,3 +100,24 @@ def leave_leadership(core: RaftCore, data: LeaderData, reason: Exception) -> Non
     pending, data.pending = data.pending, {}
     for waiting in pending.values():
         fire_eventually(core, waiting, Failure(reason))
+
+
+def replicate(core: RaftCore, progress: dict[str, Progress]) -> None:
+    """Queue AppendEntries to every peer, carrying what it lacks (none: a heartbeat)."""
+    for peer in core.peers:
+        state = progress.setdefault(peer.id, Progress(next_index=core.log.last_index + 1))
+        prev = state.next_index - 1
+        core.outbox.append(
+            Send(
+                peer.id,
+                AppendEntries(
+                    term=core.term,
+                    leader_id=core.node_id,
+                    leader_address=core.address,
+                    prev_log_index=prev,
+                    prev_log_term=core.log.term_at(prev) or 0,
+                    entries=tuple(core.log.slice(state.next_index, core.log.last_index)),
+                    leader_commit=core.commit_index,
+                ),
+            )
+        )

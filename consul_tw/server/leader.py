@@ -45,7 +45,7 @@ def consul_service(member: Member) -> ServiceSpec:
     return ServiceSpec(
         id="consul",
         service="consul",
-        port=int(member.tags.get("port", "8300")),
+        port=_port(member.tags.get("port", "")),
         meta={
             "raft_version": member.tags.get("raft_vsn", "3"),
             "serf_protocol_current": str(member.protocol_cur),
@@ -54,6 +54,18 @@ def consul_service(member: Member) -> ServiceSpec:
             "version": __version__,
         },
     )
+
+
+DEFAULT_SERVER_PORT = 8300
+
+
+def _port(tag: str) -> int:
+    """A server's RPC port from its gossip tag; the tag is untrusted input."""
+    try:
+        port = int(tag)
+    except ValueError:
+        return DEFAULT_SERVER_PORT
+    return port if 0 < port < 65536 else DEFAULT_SERVER_PORT
 
 
 @attrs.define(eq=False)

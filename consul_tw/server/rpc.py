@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.server.test_rpc -*-
+# -*- test-case-name: tests.unit.test_build -*-
 """
 The server RPC port (8300): listener only, for now.
 

@@ -125,6 +125,10 @@ class RefusalTests(SynchronousTestCase):
         self.assert_refused(
             "leave_drain_time", files={"f.json": {"performance": {"leave_drain_time": "5"}}}
         )
+        self.assert_refused(
+            "leave_drain_time cannot be negative",
+            files={"f.json": {"performance": {"leave_drain_time": "-5s"}}},
+        )
 
 
 class DnsNameWarningTests(SynchronousTestCase):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.raft.test_storage -*-
+# -*- test-case-name: tests.unit.raft.test_machine -*-
 """
 Storage seams of a Raft server.
 

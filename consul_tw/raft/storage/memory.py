@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.raft.test_storage -*-
+# -*- test-case-name: tests.unit.raft.test_machine -*-
 """In-memory log and stable stores: ``--dev`` and tests (nothing survives exit)."""
 
 from __future__ import annotations

@@ -28,7 +28,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from consul_tw._logging import HcLogger, render_event
 from consul_tw.dns.authority import ConsulAuthority
-from consul_tw.dns.server import ConsulDNSServerFactory, DNSDatagramProtocol, DNSService
+from consul_tw.dns.server import (
+    TCP_IDLE_TIMEOUT,
+    ConsulDNSServerFactory,
+    DNSDatagramProtocol,
+    DNSService,
+)
 from tests.unit.dns.test_authority import Catalog, make_authority
 
 CLIENT = ("127.0.0.1", 5353)
@@ -254,6 +259,18 @@ class WireTests(SynchronousTestCase):
         self.assertEqual(transport.value()[2:4], b"\x12\x34")
         self.assertTrue(transport.disconnecting)
         assert_no_failures(self, self.events)
+
+    def test_silent_tcp_clients_are_disconnected(self) -> None:
+        proto, transport = self.tcp_connection()
+        self.clock.advance(TCP_IDLE_TIMEOUT - 1)
+        wire = dns.message.make_query("host.node.consul", "A").to_wire()
+        proto.dataReceived(struct.pack("!H", len(wire)) + wire)
+        self.clock.advance(TCP_IDLE_TIMEOUT - 1)
+        self.assertFalse(transport.disconnecting, "a query resets the idle timer")
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting or transport.disconnected)
+        proto.connectionLost(None)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_garbage_udp(self) -> None:
         """Random, mutated, truncated and oversized datagrams: no crash, no traceback."""

@@ -163,6 +163,42 @@ class CatalogTests(ApiTestCase):
         self.assertGreater(int(response.headers.getRawHeaders("X-Consul-Index")[0]), index)
         self.assertEqual(len(json.loads(self.successResultOf(response.content()))), 2)
 
+    def test_zero_wait_means_the_default_wait(self) -> None:
+        index = self.agent.catalog().max_index(NODES)
+        pending = self.treq.get(f"http://127.0.0.1:8500/v1/catalog/nodes?index={index}&wait=0s")
+        self.reactor.advance(60)
+        self.treq.flush()
+        self.assertNoResult(pending)
+        self.reactor.advance(300)
+        self.treq.flush()
+        self.assertEqual(self.successResultOf(pending).code, 200)
+
+    def test_client_hanging_up_on_a_blocking_query_is_quiet(self) -> None:
+        from twisted.logger import globalLogPublisher
+        from twisted.web.test.requesthelper import DummyRequest
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        index = self.agent.catalog().max_index(NODES)
+        request = DummyRequest([b""])
+        request.path = b"/v1/catalog/nodes"
+        request.uri = f"/v1/catalog/nodes?index={index}&wait=30s".encode()
+        request.content = None
+        before = set(self.reactor.getDelayedCalls())
+        self.site.resource.render(request)
+        waiting = set(self.reactor.getDelayedCalls()) - before
+        self.assertEqual(len(waiting), 1, "the blocking query's timeout")
+        # The client goes away before the index moves.
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        request.processingFailed(Failure(ConnectionDone()))
+        self.reactor.advance(0)
+        self.assertFalse([c for c in waiting if c.active()])
+        self.assertFalse([e for e in events if e.get("hclog_level") == "ERROR"])
+        self.assertEqual(request.written, [])
+
 
 class NoLeaderTests(ApiTestCase):
     leader = False
@@ -258,3 +294,15 @@ class AgentAndStatusTests(ApiTestCase):
         self.assertEqual((response.code, self.successResultOf(response.content())), (200, b""))
         self.reactor.advance(0)
         self.assertTrue(self.reactor.hasStopped)
+
+
+class JsonEncodingTests(SynchronousTestCase):
+    def test_go_escapes_and_layouts(self) -> None:
+        from consul_tw.http._json import encode
+
+        value = {"b": "<a&b>", "a": "caf\u00e9 \u2028"}
+        self.assertEqual(
+            encode(value, pretty=False),
+            '{"b":"\\u003ca\\u0026b\\u003e","a":"café \\u2028"}'.encode(),
+        )
+        self.assertEqual(encode([1], pretty=True), b"[\n    1\n]\n")

@@ -196,6 +196,25 @@ class SingleVoterTests(RaftTestCase):
         node.stop()
         self.assert_no_timers()
 
+    def test_messages_before_start_and_after_stop_are_dropped(self) -> None:
+        node, _, _, stable = self.make_node()
+        heartbeat = AppendEntries(
+            term=5, leader_id="n9", leader_address="n9:8300", prev_log_index=0, prev_log_term=0
+        )
+        node.receive(heartbeat)
+        node.receive(RequestVoteResponse(term=5, voter_id="n9", granted=True))
+        self.assertEqual((node.describe().state, stable.load_hard_state()), ("Shutdown", (0, None)))
+        node.start()
+        node.stop()
+        node.receive(heartbeat)
+        self.assertEqual(node.describe().state, "Shutdown")
+        self.assert_no_timers()
+
+    def test_lone_leader_does_not_heartbeat(self) -> None:
+        node, _, _, _ = self.elect()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        node.stop()
+
     def test_bootstrap_only_once(self) -> None:
         node, _, _, _ = self.elect()
         self.assertFalse(node.bootstrap((Server(id="n1", address="n1:8300"),)))
