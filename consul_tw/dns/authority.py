@@ -147,6 +147,13 @@ class ConsulAuthority:
         self.domain = self.domain.strip(".").lower() + "."
         self._labels = tuple(self.domain.rstrip(".").split("."))
 
+    @property
+    def _catalog(self) -> StateStore:
+        """The store, once ``lookup`` has checked that this agent has one."""
+        if self.store is None:
+            raise LookupError("no catalog on this agent")
+        return self.store
+
     # -- public ------------------------------------------------------------
 
     def lookup(self, name: bytes | str, qtype: int) -> Answer:
@@ -237,7 +244,7 @@ class ConsulAuthority:
     # -- lookups -----------------------------------------------------------
 
     def _node_lookup(self, qname: bytes, node_name: str, qtype: int) -> Answer:
-        node = self.store.get_node(node_name)
+        node = self._catalog.get_node(node_name)
         if node is None:
             return self._nxdomain()
         answers = [] if qtype == dns.TXT else address_records(node.address, qname, qtype)
@@ -329,12 +336,12 @@ class ConsulAuthority:
         Reverse lookups Consul answers from node addresses first, then
         service addresses; anything else is refused (no recursors).
         """
-        for node in self.store.nodes():
+        for node in self._catalog.nodes():
             target = self._node_fqdn(node)
             if _reverse_name(node.address) == text and valid_name(target):
                 return Answer(rcode=dns.OK, answers=(_rr(qname, dns.Record_PTR(target, ttl=0)),))
-        for node in self.store.nodes():
-            for svc in self.store.node_services(node.node):
+        for node in self._catalog.nodes():
+            for svc in self._catalog.node_services(node.node):
                 target = f"{svc.service}.service.{self.domain}".rstrip(".").encode("utf-8")
                 if svc.address and _reverse_name(svc.address) == text and valid_name(target):
                     return Answer(
@@ -346,7 +353,7 @@ class ConsulAuthority:
 
     def _healthy(self, service: str, tag: str | None) -> list[ServiceInstance]:
         """Instances with no critical check (warning counts as healthy), shuffled."""
-        found = [i for i in self.store.service_instances(service, tag) if i.status != CRITICAL]
+        found = [i for i in self._catalog.service_instances(service, tag) if i.status != CRITICAL]
         self.rng.shuffle(found)
         return found
 

@@ -89,7 +89,7 @@ class RaftInputs(Protocol):
     def applied(self, index: int, result: object) -> None:
         "The FSM applied the entry at ``index``; result is its return value or a Failure."
 
-    def apply(self, data: bytes) -> Deferred[Any]:
+    def apply(self, command: bytes) -> Deferred[Any]:
         "Replicate a command; fires with the FSM's result once committed and applied."
 
     def describe(self) -> RaftStatus:
