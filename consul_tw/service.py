@@ -63,7 +63,7 @@ class AgentService(MultiService):
         server_side: list[IService],
         endpoints: list[IService],
         install_signal_handlers: bool = False,
-        write_error: Callable[[str], None] = lambda line: sys.stderr.write(line + "\n"),
+        write_error: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self.agent = agent
@@ -71,7 +71,7 @@ class AgentService(MultiService):
         self._server_side = server_side
         self._endpoints = endpoints
         self._install_signals = install_signal_handlers
-        self._write_error = write_error
+        self._write_error = write_error or _write_stderr
         self._server_down: Deferred[None] | None = None
         self._exit_code: int | None = 0
         self._signalled = False
@@ -186,6 +186,16 @@ class AgentService(MultiService):
             self.agent.leave_answered()
 
         self.agent.leave().addCallback(left)
+
+
+def _write_stderr(line: str) -> None:
+    """
+    The real standard error: twistd has redirected ``sys.stderr`` into the
+    log by now, and the log is held back until a banner that will never come.
+    """
+    stream = sys.__stderr__ or sys.stderr
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def _listen_error(error: CannotListenError) -> str:

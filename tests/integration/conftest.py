@@ -9,7 +9,7 @@ the scope ends, whether the tests passed or not.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

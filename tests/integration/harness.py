@@ -24,8 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any
 
 import attrs
 
@@ -45,9 +46,13 @@ RUNNING_LINE = "==> Consul agent running!"
 SYNCED_TEXT = "agent: Synced node info"
 TRACEBACK = "Traceback (most recent call last)"
 
-#: One hclog line: RFC 3339 local time with milliseconds and zone, padded level.
+#: One hclog line: RFC 3339 local time with milliseconds and zone, then the
+#: bracketed level padded to 7 characters *outside* the brackets
+#: (``[DEBUG]``, ``[INFO] ``, ``[WARN] ``), then one space: hclog writes
+#: ``[INFO]  agent: ...``, never ``[INFO ] agent: ...``.
 LOG_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4}) \[(TRACE|DEBUG|INFO |WARN |ERROR)\] "
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4}) "
+    r"(\[TRACE\]|\[DEBUG\]|\[INFO\] |\[WARN\] |\[ERROR\]) "
 )
 
 
@@ -105,17 +110,20 @@ class Ports:
     server: int
 
     @classmethod
-    def pick(cls) -> "Ports":
+    def pick(cls) -> Ports:
         return cls(*free_ports(5))
 
-    def args(self) -> list[str]:
-        return [
-            "--http-port", str(self.http),
-            "--dns-port", str(self.dns),
-            "--serf-lan-port", str(self.serf_lan),
-            "--serf-wan-port", str(self.serf_wan),
-            "--server-port", str(self.server),
+    def args(self, single_dash: bool = False) -> list[str]:
+        pairs = [
+            ("http-port", self.http),
+            ("dns-port", self.dns),
+            ("serf-lan-port", self.serf_lan),
+            ("serf-wan-port", self.serf_wan),
+            ("server-port", self.server),
         ]
+        if single_dash:
+            return [f"-{name}={value}" for name, value in pairs]
+        return [arg for name, value in pairs for arg in (f"--{name}", str(value))]
 
 
 def _base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -168,13 +176,25 @@ def assert_in_order(text: str, needles: list[str]) -> None:
     pos = 0
     for needle in needles:
         found = text.find(needle, pos)
-        assert found >= 0, (
-            f"{needle!r} missing (or out of order) after offset {pos} in:\n{text}"
-        )
+        assert found >= 0, f"{needle!r} missing (or out of order) after offset {pos} in:\n{text}"
         pos = found + len(needle)
 
 
-@attrs.define
+def _die_with_parent() -> None:
+    """
+    In the child before exec (Linux): SIGKILL this agent if the test run
+    itself dies without reaching its fixture teardown (e.g. killed by CI).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@attrs.define(repr=False)
 class AgentProcess:
     """One ``twistd -n consul-agent --dev`` subprocess and its captured output."""
 
@@ -183,16 +203,25 @@ class AgentProcess:
     config: dict[str, Any] | None = None
     extra_args: tuple[str, ...] = ()
     dev: bool = True
+    #: Spell the flags as Consul does (``-dev -node=NAME``) instead of ``--dev --node NAME``.
+    single_dash: bool = False
     ports: Ports | None = None
     process: subprocess.Popen[bytes] | None = None
     attempts: int = 0
     _fixed_ports: bool = False
     _out: IO[bytes] | None = None
     _err: IO[bytes] | None = None
+    #: The command line of the latest start, for failure messages.
+    last_argv: list[str] | None = None
 
     def __attrs_post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._fixed_ports = self.ports is not None
+
+    def __repr__(self) -> str:
+        pid = None if self.process is None else self.process.pid
+        rc = None if self.process is None else self.process.poll()
+        return f"<AgentProcess node={self.node!r} pid={pid} returncode={rc} ports={self.ports}>"
 
     # -- paths and addresses --------------------------------------------------
 
@@ -215,18 +244,23 @@ class AgentProcess:
     def argv(self) -> list[str]:
         assert self.ports is not None
         argv = [*twistd_command(), "-n", "--pidfile=", "consul-agent"]
+        dash = "-" if self.single_dash else "--"
         if self.dev:
-            argv.append("--dev")
-        argv += ["--node", self.node, *self.ports.args()]
+            argv.append(f"{dash}dev")
+        if self.single_dash:
+            argv.append(f"-node={self.node}")
+        else:
+            argv += ["--node", self.node]
+        argv += self.ports.args(self.single_dash)
         if self.config is not None:
             path = self.workdir / "config.json"
             path.write_text(json.dumps(self.config), encoding="utf-8")
-            argv += ["--config-file", str(path)]
+            argv += [f"{dash}config-file={path}"]
         return argv + list(self.extra_args)
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> "AgentProcess":
+    def start(self) -> AgentProcess:
         """Spawn the process; do not wait for anything."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self._close_files()
@@ -235,17 +269,19 @@ class AgentProcess:
         self.attempts += 1
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
+        self.last_argv = self.argv()
         self.process = subprocess.Popen(
-            self.argv(),
+            self.last_argv,
             cwd=self.workdir,
             env=_base_env(),
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=self._err,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         return self
 
-    def start_and_wait(self, timeout: float = READY_TIMEOUT, retries: int = 2) -> "AgentProcess":
+    def start_and_wait(self, timeout: float = READY_TIMEOUT, retries: int = 2) -> AgentProcess:
         """
         Start and wait until the agent is running and has synced its node
         info.  Ports picked by :func:`free_ports` can be taken by someone else
@@ -267,7 +303,7 @@ class AgentProcess:
                 self.ports = None
         raise AssertionError("unreachable")
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> "AgentProcess":
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> AgentProcess:
         deadline = time.monotonic() + timeout
         while True:
             out = self.stdout()
@@ -353,7 +389,7 @@ class AgentProcess:
     def describe(self) -> str:
         rc = None if self.process is None else self.process.poll()
         return (
-            f"argv: {self.argv() if self.ports else None}\nreturncode: {rc}\n"
+            f"argv: {self.last_argv}\nreturncode: {rc}\n"
             f"--- stdout ---\n{self.stdout()}\n--- stderr ---\n{self.stderr()}"
         )
 

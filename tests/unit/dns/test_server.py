@@ -17,22 +17,17 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
-from twisted.internet import reactor as global_reactor
-from twisted.internet import task, threads
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, StringTransport
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from consul_tw._logging import HcLogger, render_event
-from consul_tw.dns.authority import ConsulAuthority
+from consul_tw._logging import HcLogger
 from consul_tw.dns.server import (
     TCP_IDLE_TIMEOUT,
     ConsulDNSServerFactory,
     DNSDatagramProtocol,
-    DNSService,
 )
 from tests.unit.dns.test_authority import Catalog, make_authority
 
@@ -334,85 +329,3 @@ class WireTests(SynchronousTestCase):
         ]
         self.assertEqual(len(errors), 1)
         assert_no_failures(self, self.events)
-
-
-class DNSServiceTests(TestCase):
-    """The listeners on the real reactor, on loopback, queried with dnspython."""
-
-    def make_service(self, port: int = 0) -> DNSService:
-        authority = ConsulAuthority(
-            populated_catalog(3).store, datacenter="dc1", clock=global_reactor
-        )
-        return DNSService(
-            authority,
-            interface="127.0.0.1",
-            port=port,
-            reactor=global_reactor,
-            logger=HcLogger("agent"),
-        )
-
-    def lines(self, events: list[dict[str, Any]]) -> list[str]:
-        return [
-            render_event(e).split(" ", 2)[2].strip()
-            for e in events
-            if e.get("hclog_name") == "agent"
-        ]
-
-    async def test_udp_and_tcp_queries(self) -> None:
-        events = capture_events(self)
-        service = self.make_service()
-        service.startService()
-        self.assertTrue(service.running)
-        udp, tcp = service.udp_port, service.tcp_port
-        self.assertEqual(
-            self.lines(events),
-            [
-                f"agent: Started DNS server: address=127.0.0.1:{udp} network=udp",
-                f"agent: Started DNS server: address=127.0.0.1:{tcp} network=tcp",
-            ],
-        )
-        try:
-            for ask, port in ((dns.query.udp, udp), (dns.query.tcp, tcp)):
-                query = dns.message.make_query("host.node.consul", "A")
-                response = await threads.deferToThread(
-                    ask, query, "127.0.0.1", port=port, timeout=5
-                )
-                self.assertEqual(dns.flags.to_text(response.flags), "QR AA RD")
-                self.assertEqual([r.address for r in response.answer[0]], ["127.0.0.1"])
-                self.assertEqual(
-                    [r.to_text() for r in response.additional[0]], ['"consul-network-segment="']
-                )
-        finally:
-            del events[:]
-            await service.stopService()
-        self.assertEqual(
-            self.lines(events),
-            [
-                f"agent: Stopping server: protocol=DNS address=127.0.0.1:{tcp} network=tcp",
-                f"agent: Stopping server: protocol=DNS address=127.0.0.1:{udp} network=udp",
-            ],
-        )
-        self.assertFalse(service.running)
-
-    async def test_port_conflict_raises_from_start(self) -> None:
-        first = self.make_service()
-        first.startService()
-        self.addCleanup(first.stopService)
-        second = self.make_service(port=first.udp_port or 0)
-        self.assertRaises(CannotListenError, second.startService)
-        self.assertFalse(second.running)
-
-    async def test_tcp_conflict_releases_udp(self) -> None:
-        from twisted.internet.protocol import Factory
-
-        taken = global_reactor.listenTCP(0, Factory(), interface="127.0.0.1")
-        self.addCleanup(taken.stopListening)
-        port = taken.getHost().port
-        service = self.make_service(port=port)
-        self.assertRaises(CannotListenError, service.startService)
-        self.assertFalse(service.running)
-        await task.deferLater(global_reactor, 0.01, lambda: None)  # UDP closes on the next turn
-        probe = global_reactor.listenUDP(
-            port, DNSDatagramProtocol(None, reactor=global_reactor), interface="127.0.0.1"
-        )
-        await probe.stopListening()
