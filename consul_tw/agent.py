@@ -55,7 +55,7 @@ class Agent:
     store: StateStore | None = None
     raft: RaftNode | None = None
     sync: NodeInfoSync | None = None
-    #: Wakes blocking queries when the catalog changes (see ``attach_store``).
+    #: Wakes blocking queries when the catalog changes (see ``attach_catalog``).
     watches: WatchSet = attrs.field(
         default=attrs.Factory(lambda self: WatchSet(self.clock), takes_self=True)
     )

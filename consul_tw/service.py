@@ -72,7 +72,6 @@ class AgentService(MultiService):
         self._endpoints = endpoints
         self._install_signals = install_signal_handlers
         self._write_error = write_error or _write_stderr
-        self._server_down: Deferred[None] | None = None
         self._exit_code: int | None = 0
         self._signalled = False
         for child in [*server_side, *endpoints]:
@@ -110,11 +109,12 @@ class AgentService(MultiService):
     # -- stop ----------------------------------------------------------------
 
     def stop_server_side(self) -> Deferred[None]:
-        """Stop gossip, Raft and RPC (once), leaving DNS and HTTP up."""
-        if self._server_down is None:
-            stopping = [maybeDeferred(s.stopService) for s in reversed(self._server_side)]
-            self._server_down = DeferredList(stopping).addCallback(lambda _: None)
-        return self._server_down
+        """
+        Stop RPC, gossip and Raft (the reverse of their start), leaving DNS
+        and HTTP up; ``Agent.shutdown`` calls this once.
+        """
+        stopping = [maybeDeferred(s.stopService) for s in reversed(self._server_side)]
+        return DeferredList(stopping).addCallback(lambda _: None)
 
     def exit(self, code: int) -> None:
         """End the process with ``code``: stop the reactor, which stops this service."""
@@ -124,7 +124,8 @@ class AgentService(MultiService):
     def stopService(self) -> Deferred[None]:
         """
         The reactor is stopping (leave finished, or a signal): make sure the
-        server side is down, then close the endpoints, last first.
+        server side is down, then close the endpoints (DNS, then HTTP, as
+        Consul's log shows).
         """
         Service.stopService(self)
         waiting = self.agent.shutdown()
