@@ -27,7 +27,7 @@ from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgent
 
-from consul_tw.cli import catalog, leave, members, version
+from consul_tw.cli import catalog, keygen, leave, members, version
 from consul_tw.cli._flags import (
     CommandOptions,
     HelpRequested,
@@ -44,6 +44,7 @@ RUNNERS: dict[type[usage.Options], Runner] = {
     members.MembersOptions: members.run,
     leave.LeaveOptions: leave.run,
     version.VersionOptions: version.run,
+    keygen.KeygenOptions: keygen.run,
     catalog.NodesOptions: catalog.run_nodes,
     catalog.ServicesOptions: catalog.run_services,
     catalog.DatacentersOptions: catalog.run_datacenters,
@@ -60,6 +61,7 @@ class RootOptions(CommandOptions):
         ("leave", None, leave.LeaveOptions, "Gracefully leaves the Consul cluster and shuts down"),
         ("members", None, members.MembersOptions, "Lists the members of a Consul cluster"),
         ("version", None, version.VersionOptions, "Prints the Consul version"),
+        ("keygen", None, keygen.KeygenOptions, "Generates a new encryption key"),
     ]
 
     def parseArgs(self, *args: str) -> None:
