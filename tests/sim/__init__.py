@@ -1,0 +1,1 @@
+"""Cluster simulations on one clock (gossip, and later raft and whole agents)."""
