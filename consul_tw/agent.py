@@ -45,6 +45,25 @@ class AgentNotServer(Exception):
     """A request that needs a server reached a client agent."""
 
 
+def parse_join_address(address: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` as (host, port); ValueError when malformed."""
+    text = address.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"invalid join address {address!r}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"invalid port in join address {address!r}")
+    return host, int(port_text)
+
+
 @attrs.define(eq=False)
 class Agent:
     config: AgentConfig
@@ -131,6 +150,33 @@ class Agent:
             return failure
 
         return self.raft.apply(encode_command(command)).addErrback(no_leader)
+
+    # -- membership actions -----------------------------------------------------
+
+    def join(self, address: str, *, wan: bool = False) -> Deferred[int]:
+        """Join the pool through one ``host[:port]`` seed; fires with how many were contacted."""
+        pool = self.wan if wan else self.lan
+        if pool is None:
+            return fail(AgentNotServer("WAN join is only available on servers"))
+        default_port = self.config.ports.serf_wan if wan else self.config.ports.serf_lan
+        try:
+            host, port = parse_join_address(address, default_port)
+        except ValueError as e:
+            return fail(e)
+        pool_name = "WAN" if wan else "LAN"
+        self.logger.info(f"({pool_name}) joining", lan_addresses=[address])
+
+        def joined(count: int) -> int:
+            self.logger.info(f"({pool_name}) joined", number_of_nodes=count)
+            return count
+
+        return pool.join([(host, port)]).addCallback(joined)
+
+    def force_leave(self, node: str, *, prune: bool = False, wan: bool = False) -> Deferred[None]:
+        pool = self.wan if wan else self.lan
+        if pool is None:
+            return fail(AgentNotServer("WAN force-leave is only available on servers"))
+        return pool.force_leave(node, prune=prune)
 
     # -- leave ---------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import attrs
 from consul_tw._logging import parse_level
 from consul_tw.config_keys import BUILT, KNOWN_NOT_BUILT, NESTED_BUILT, NESTED_KNOWN
 from consul_tw.durations import parse_duration
+from consul_tw.gossip.memberlist.keyring import decode_key
 
 _DATACENTER = re.compile(r"^[a-z0-9_-]+$")
 _DNS_LABEL = re.compile(r"[^A-Za-z0-9\-]+")
@@ -45,7 +46,13 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "server-port": ("ports", "server"),
     "grpc-port": ("ports", "grpc"),
     "raft-multiplier": ("performance", "raft_multiplier"),
+    "encrypt": ("encrypt",),
+    "retry-interval": ("retry_interval",),
+    "retry-max": ("retry_max",),
 }
+
+#: Repeatable flags: each use adds one entry to a list key.
+LIST_FLAG_KEYS: dict[str, str] = {"join": "start_join", "retry-join": "retry_join"}
 
 
 class ConfigError(ValueError):
@@ -88,6 +95,16 @@ class AgentConfig:
     ports: Ports = attrs.field(factory=Ports)
     raft_multiplier: int = 5
     leave_drain_time: float = 5.0
+    #: Seeds to join at start (``-join``), and to keep retrying (``-retry-join``).
+    start_join: tuple[str, ...] = ()
+    retry_join: tuple[str, ...] = ()
+    retry_interval: float = 30.0
+    #: 0: retry forever.
+    retry_max: int = 0
+    #: Base64 gossip key (``-encrypt``); None: gossip in the clear.
+    encrypt: str | None = None
+    #: How long a failed member is retried before it is reaped (Consul: 72h, minimum 8h).
+    reconnect_timeout: float = 72 * 3600.0
     leave_on_terminate: bool = False
     skip_leave_on_interrupt: bool = True
     pretty_json: bool = False
@@ -164,6 +181,24 @@ def _int(value: object, name: str, low: int, high: int) -> int:
     return number
 
 
+def _str_list(value: object, name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name} must be a list of strings")
+    return tuple(value)
+
+
+def _duration(value: object, name: str) -> float:
+    try:
+        seconds = parse_duration(_str(value, name))
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
+    if seconds < 0:
+        raise ConfigError(f"{name} cannot be negative")
+    return seconds
+
+
 def _bool(value: object, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -193,6 +228,7 @@ def build_config(
     server: bool,
     flags: Mapping[str, str | None],
     bootstrap: bool = False,
+    list_flags: Mapping[str, list[str]] | None = None,
     config_files: list[str],
     hostname: str,
     private_ip: Callable[[], str] = lambda: "127.0.0.1",
@@ -230,6 +266,9 @@ def build_config(
         for key in keys[:-1]:
             target = target.setdefault(key, {})
         target[keys[-1]] = value
+    for flag, values in (list_flags or {}).items():
+        if values:
+            flag_data[LIST_FLAG_KEYS[flag]] = list(values)
     _merge(merged, flag_data)
     if server:
         merged["server"] = True
@@ -328,6 +367,20 @@ def _validate(
     else:
         advertise_addr = bind_addr
 
+    joins = {key: _str_list(merged.get(key, []), key) for key in ("start_join", "retry_join")}
+    retry_interval = _duration(merged.get("retry_interval", "30s"), "retry_interval")
+    retry_max = _int(merged.get("retry_max", 0), "retry_max", 0, 1 << 31)
+    reconnect_timeout = _duration(merged.get("reconnect_timeout", "72h"), "reconnect_timeout")
+    if reconnect_timeout < 8 * 3600:
+        raise ConfigError("reconnect_timeout must be >= 8h")
+    encrypt = merged.get("encrypt")
+    if encrypt is not None:
+        encrypt = _str(encrypt, "encrypt")
+        try:
+            decode_key(encrypt)
+        except ValueError as e:
+            raise ConfigError(f"encrypt: {e}") from None
+
     domain = _str(merged.get("domain", "consul."), "domain").lower()
     if not domain.endswith("."):
         domain += "."
@@ -350,6 +403,12 @@ def _validate(
         ports=ports,
         raft_multiplier=multiplier,
         leave_drain_time=drain,
+        start_join=joins["start_join"],
+        retry_join=joins["retry_join"],
+        retry_interval=retry_interval,
+        retry_max=retry_max,
+        encrypt=encrypt,
+        reconnect_timeout=reconnect_timeout,
         leave_on_terminate=_bool(
             merged.get("leave_on_terminate", not server), "leave_on_terminate"
         ),

@@ -56,11 +56,24 @@ class Options(usage.Options):
         ["server-port", None, None, "Server RPC port (default 8300)."],
         ["grpc-port", None, None, "gRPC port shown in the banner (default -1, 8502 in --dev)."],
         ["raft-multiplier", None, None, "Raft timing multiplier, 1-10 (default 5)."],
+        ["encrypt", None, None, "Gossip encryption key (base64, 16/24/32 bytes)."],
+        ["retry-interval", None, None, "Time to wait between -retry-join attempts (default 30s)."],
+        ["retry-max", None, None, "Maximum -retry-join attempts (default 0: forever)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["config-file"] = []
+        self["join"] = []
+        self["retry-join"] = []
+
+    def opt_join(self, address: str) -> None:
+        """Address of an agent to join at start-up; may be given more than once."""
+        self["join"].append(address)
+
+    def opt_retry_join(self, address: str) -> None:
+        """Like --join, but keep retrying until it succeeds; may be repeated."""
+        self["retry-join"].append(address)
 
     def opt_config_file(self, path: str) -> None:
         """A Consul JSON config file; may be given more than once."""
@@ -143,6 +156,7 @@ def config_from_options(options: Options) -> AgentConfig:
         bootstrap=bool(options["bootstrap"]),
         flags=flags,
         config_files=list(options["config-file"]),
+        list_flags={"join": list(options["join"]), "retry-join": list(options["retry-join"])},
         hostname=socket.gethostname(),
         private_ip=_private_ipv4,
         read_node_id=_read_node_id,

@@ -27,7 +27,7 @@ from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgent
 
-from consul_tw.cli import catalog, keygen, leave, members, version
+from consul_tw.cli import catalog, force_leave, join, keygen, leave, members, version
 from consul_tw.cli._flags import (
     CommandOptions,
     HelpRequested,
@@ -45,6 +45,8 @@ RUNNERS: dict[type[usage.Options], Runner] = {
     leave.LeaveOptions: leave.run,
     version.VersionOptions: version.run,
     keygen.KeygenOptions: keygen.run,
+    join.JoinOptions: join.run,
+    force_leave.ForceLeaveOptions: force_leave.run,
     catalog.NodesOptions: catalog.run_nodes,
     catalog.ServicesOptions: catalog.run_services,
     catalog.DatacentersOptions: catalog.run_datacenters,
@@ -58,6 +60,13 @@ class RootOptions(CommandOptions):
     longdesc = "consul-tw: a HashiCorp-Consul-compatible agent and CLI on Twisted."
     subCommands: ClassVar[list[tuple[str, None, type[usage.Options], str]]] = [
         ("catalog", None, catalog.CatalogOptions, "Interact with the catalog"),
+        (
+            "force-leave",
+            None,
+            force_leave.ForceLeaveOptions,
+            'Forces a member of the cluster to enter the "left" state',
+        ),
+        ("join", None, join.JoinOptions, "Tell Consul agent to join cluster"),
         ("leave", None, leave.LeaveOptions, "Gracefully leaves the Consul cluster and shuts down"),
         ("members", None, members.MembersOptions, "Lists the members of a Consul cluster"),
         ("version", None, version.VersionOptions, "Prints the Consul version"),

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from consul_tw import __version__
 from consul_tw.agent import Agent
@@ -147,8 +148,34 @@ def leave(call: ApiCall) -> Deferred[Reply]:
     return agent.leave().addCallback(left)
 
 
+def join(call: ApiCall) -> Deferred[Reply]:
+    address = call.suffix
+    if not address:
+        raise HTTPError(400, "Missing address to join")
+    wan = bool(call.get("wan"))
+    joining = call.agent.join(address, wan=wan)
+    return joining.addCallbacks(lambda _: Reply(b"", json=False), _as_500)
+
+
+def force_leave(call: ApiCall) -> Deferred[Reply]:
+    node = call.suffix
+    if not node:
+        raise HTTPError(400, "Missing node name")
+    done = call.agent.force_leave(node, prune=call.has("prune"), wan=bool(call.get("wan")))
+    return done.addCallbacks(lambda _: Reply(b"", json=False), _as_500)
+
+
+def _as_500(failure: Failure) -> Failure:
+    """Membership actions fail for ordinary reasons (unreachable seed, unknown node)."""
+    if failure.check(HTTPError):
+        return failure
+    return Failure(HTTPError(500, failure.getErrorMessage() or failure.type.__name__))
+
+
 ROUTES = [
     Route("/v1/agent/members", {"GET": members}),
     Route("/v1/agent/self", {"GET": self_info}),
     Route("/v1/agent/leave", {"PUT": leave}),
+    Route("/v1/agent/join/", {"PUT": join}, prefix=True),
+    Route("/v1/agent/force-leave/", {"PUT": force_leave}, prefix=True),
 ]

@@ -50,10 +50,18 @@ class SimClock(Clock):
     stay cheap.  Same API and semantics, including ``reset``/``delay``.
     """
 
-    def callLater(self, delay: float, callable: Callable[..., object], *args: object,
-                  **kw: object) -> IDelayedCall:
-        call = DelayedCall(self.seconds() + delay, callable, args, kw, self.calls.remove,
-                           self._reposition, self.seconds)
+    def callLater(
+        self, delay: float, callable: Callable[..., object], *args: object, **kw: object
+    ) -> IDelayedCall:
+        call = DelayedCall(
+            self.seconds() + delay,
+            callable,
+            args,
+            kw,
+            self.calls.remove,
+            self._reposition,
+            self.seconds,
+        )
         bisect.insort(self.calls, call, key=_call_time)
         return call
 
@@ -150,8 +158,9 @@ class NodeClock:
     def seconds(self) -> float:
         return self.clock.seconds()
 
-    def callLater(self, delay: float, callable: Callable[..., Any], *args: object,
-                  **kwargs: object) -> IDelayedCall:
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kwargs: object
+    ) -> IDelayedCall:
         node_call = _NodeCall()
         node_call.owner, node_call.f, node_call.args, node_call.kw = self, callable, args, kwargs
         node_call.held = node_call.cancelled = False
@@ -161,12 +170,14 @@ class NodeClock:
     def getDelayedCalls(self) -> list[IDelayedCall]:
         """This node's pending timers (held ones included)."""
         pending: list[IDelayedCall] = [
-            owner for c in self.clock.getDelayedCalls()
+            owner
+            for c in self.clock.getDelayedCalls()
             if isinstance(owner := getattr(getattr(c, "func", None), "__self__", None), _NodeCall)
             and owner.owner is self
         ]
         return pending + [
-            held for fn in self._held
+            held
+            for fn in self._held
             if isinstance(held := getattr(fn, "__self__", None), _NodeCall) and held.held
         ]
 
@@ -189,11 +200,9 @@ class NodeClock:
 
 
 class Receiver(Protocol):
-    def packet_received(self, from_addr: str, from_port: int, messages: list[Message]) -> None:
-        ...
+    def packet_received(self, from_addr: str, from_port: int, messages: list[Message]) -> None: ...
 
-    def push_pull_received(self, from_addr: str, from_port: int, remote: PushPull) -> PushPull:
-        ...
+    def push_pull_received(self, from_addr: str, from_port: int, remote: PushPull) -> PushPull: ...
 
     def stream_ping_received(self, ping: Ping) -> Ack | None: ...
 
@@ -310,8 +319,9 @@ class SimNetwork:
         self.stats.streams += 1
         ex = _Exchange(self, src)
         ex.deferred = Deferred(lambda d: ex.cancelled())
-        ex.timer = self.clock.callLater(self.tcp_timeout, ex.fail,
-                                        TimeoutError(string=f"i/o timeout to {dst[0]}:{dst[1]}"))
+        ex.timer = self.clock.callLater(
+            self.tcp_timeout, ex.fail, TimeoutError(string=f"i/o timeout to {dst[0]}:{dst[1]}")
+        )
         if self.can_reach(src[0], dst[0]):
             self.clock.callLater(self._latency(), self._serve, ex, dst, serve)
         return ex.deferred

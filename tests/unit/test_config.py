@@ -75,6 +75,51 @@ class AdvertiseTests(SynchronousTestCase):
         self.assertEqual(config(bind="10.1.2.3", advertise="10.9.9.9").advertise_addr, "10.9.9.9")
 
 
+class GossipSettingsTests(SynchronousTestCase):
+    def test_joins_encrypt_and_reconnect(self) -> None:
+        c = build_config(
+            dev=True,
+            server=False,
+            flags={},
+            config_files=["f.json"],
+            hostname="h",
+            read_file=lambda path: {
+                "retry_join": ["10.0.0.1", "10.0.0.2:8301"],
+                "retry_interval": "5s",
+                "reconnect_timeout": "8h",
+                "encrypt": "MFGEKa64Dz/VEzW1NgiE4Kw69YFOn98xAr9JcWGuXXs=",
+            },
+            list_flags={"join": ["10.0.0.9"]},
+        )
+        self.assertEqual(
+            (c.start_join, c.retry_join), (("10.0.0.9",), ("10.0.0.1", "10.0.0.2:8301"))
+        )
+        self.assertEqual((c.retry_interval, c.reconnect_timeout), (5.0, 8 * 3600.0))
+        self.assertIsNotNone(c.encrypt)
+
+    def test_bad_gossip_settings(self) -> None:
+        for data, text in [
+            ({"encrypt": "not base64!"}, "encrypt: key is not valid base64"),
+            ({"encrypt": "YWJj"}, "encrypt:"),
+            ({"reconnect_timeout": "1h"}, "reconnect_timeout must be >= 8h"),
+            ({"retry_join": "10.0.0.1"}, None),
+            ({"retry_join": [1]}, "retry_join must be a list of strings"),
+        ]:
+            kwargs = dict(
+                dev=True,
+                server=False,
+                flags={},
+                config_files=["f.json"],
+                hostname="h",
+                read_file=lambda path, data=data: data,
+            )
+            if text is None:
+                self.assertEqual(build_config(**kwargs).retry_join, ("10.0.0.1",))
+                continue
+            error = self.assertRaises(ConfigError, build_config, **kwargs)
+            self.assertIn(text, str(error))
+
+
 class RefusalTests(SynchronousTestCase):
     def assert_refused(self, text: str, **kwargs: Any) -> None:
         error = self.assertRaises(ConfigError, config, **kwargs)

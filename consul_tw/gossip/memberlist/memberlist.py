@@ -118,10 +118,19 @@ class Memberlist:
         self.prober = Prober(self)
         self.sync = StateSync(self)
         meta = self._meta()
-        alive = Alive(incarnation=1, node=self.name, addr=self.addr_bytes, port=self.port,
-                      meta=meta, vsn=self.vsn)
-        self._handle(self.table.apply_alive(alive, self.clock.seconds(), bootstrap=True,
-                                            veto=self.delegate.notify_alive))
+        alive = Alive(
+            incarnation=1,
+            node=self.name,
+            addr=self.addr_bytes,
+            port=self.port,
+            meta=meta,
+            vsn=self.vsn,
+        )
+        self._handle(
+            self.table.apply_alive(
+                alive, self.clock.seconds(), bootstrap=True, veto=self.delegate.notify_alive
+            )
+        )
 
     # -- lifecycle --------------------------------------------------------
 
@@ -181,11 +190,16 @@ class Memberlist:
 
     # -- applying claims --------------------------------------------------
 
-    def apply_alive(self, a: Alive, *, notify: Callable[[], object] | None = None,
-                    bootstrap: bool = False) -> Outcome:
+    def apply_alive(
+        self, a: Alive, *, notify: Callable[[], object] | None = None, bootstrap: bool = False
+    ) -> Outcome:
         outcome = self.table.apply_alive(
-            a, self.clock.seconds(), bootstrap=bootstrap, leaving=self._leaving,
-            reclaim_time=self.config.dead_node_reclaim_time, veto=self.delegate.notify_alive,
+            a,
+            self.clock.seconds(),
+            bootstrap=bootstrap,
+            leaving=self._leaving,
+            reclaim_time=self.config.dead_node_reclaim_time,
+            veto=self.delegate.notify_alive,
         )
         self._handle(outcome, notify)
         return outcome
@@ -240,8 +254,13 @@ class Memberlist:
 
         cfg = self.config
         record.suspicion = lifeguard_suspicion(
-            self.clock, from_node, len(self.table), cfg.suspicion_mult,
-            cfg.suspicion_max_timeout_mult, cfg.probe_interval, timed_out,
+            self.clock,
+            from_node,
+            len(self.table),
+            cfg.suspicion_mult,
+            cfg.suspicion_max_timeout_mult,
+            cfg.probe_interval,
+            timed_out,
         )
 
     # -- inbound ----------------------------------------------------------
@@ -323,8 +342,9 @@ class Memberlist:
     def send(self, addr: str, port: int, msg: Message) -> None:
         """Send ``msg`` with as many queued broadcasts piggybacked as fit."""
         avail = self.config.udp_buffer_size - self.size_of(msg) - COMPOUND_HEADER_OVERHEAD
-        self.transport.send_packet(addr, port, [msg, *self.get_broadcasts(COMPOUND_OVERHEAD,
-                                                                          avail)])
+        self.transport.send_packet(
+            addr, port, [msg, *self.get_broadcasts(COMPOUND_OVERHEAD, avail)]
+        )
 
     def get_broadcasts(self, overhead: int, limit: int) -> list[Message]:
         """Our queued broadcasts first, then the delegate's as user messages."""
@@ -370,8 +390,14 @@ class Memberlist:
         if self._shut_down:
             return fail(MemberlistShutdown())
         me = self.table.local
-        alive = Alive(incarnation=me.incarnation + 1, node=self.name, addr=me.addr,
-                      port=me.port, meta=self._meta(), vsn=me.vsn)
+        alive = Alive(
+            incarnation=me.incarnation + 1,
+            node=self.name,
+            addr=me.addr,
+            port=me.port,
+            meta=self._meta(),
+            vsn=me.vsn,
+        )
         waiter = self._broadcast_waiter(timeout)
         self.apply_alive(alive, notify=waiter, bootstrap=True)
         return self._wait(waiter)
@@ -390,8 +416,9 @@ class Memberlist:
         self._leaving = True
         me = self.table.local
         waiter = self._broadcast_waiter(timeout)
-        self.apply_dead(Dead(incarnation=me.incarnation, node=self.name, from_node=self.name),
-                        notify=waiter)
+        self.apply_dead(
+            Dead(incarnation=me.incarnation, node=self.name, from_node=self.name), notify=waiter
+        )
         return self._wait(waiter)
 
     def _broadcast_waiter(self, timeout: float | None) -> BroadcastWaiter:
@@ -415,4 +442,3 @@ class Memberlist:
         else:
             self.clock.callLater(0, d.callback, result)
         return d
-

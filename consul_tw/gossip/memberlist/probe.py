@@ -99,9 +99,7 @@ class Prober:
 
     def probe_next(self) -> None:
         ml = self.ml
-        target = ml.table.next_probe_target(
-            ml.clock.seconds(), ml.config.gossip_to_the_dead_time
-        )
+        target = ml.table.next_probe_target(ml.clock.seconds(), ml.config.gossip_to_the_dead_time)
         if target is not None:
             self.probe_node(target)
 
@@ -111,8 +109,11 @@ class Prober:
         ml = self.ml
         interval = ml.awareness.scale_timeout(ml.config.probe_interval)
         ping = Ping(
-            seq_no=ml.next_seq_no(), node=target.name, source_addr=ml.addr_bytes,
-            source_port=ml.port, source_node=ml.name,
+            seq_no=ml.next_seq_no(),
+            node=target.name,
+            source_addr=ml.addr_bytes,
+            source_port=ml.port,
+            source_node=ml.name,
         )
         probe = _Probe(target, ping, ml.clock.seconds())
         self._probe = probe
@@ -138,16 +139,25 @@ class Prober:
             nack = helper.pmax >= 4
             probe.expected_nacks += nack
             ind = IndirectPing(
-                seq_no=probe.ping.seq_no, target=target.addr, port=target.port,
-                node=target.name, nack=nack, source_addr=ml.addr_bytes, source_port=ml.port,
+                seq_no=probe.ping.seq_no,
+                target=target.addr,
+                port=target.port,
+                node=target.name,
+                nack=nack,
+                source_addr=ml.addr_bytes,
+                source_port=ml.port,
                 source_node=ml.name,
             )
             ml.send(helper.addr_text, helper.port, ind)
         if target.pmax >= 3 and not ml.config.disable_tcp_pings:
             fallback = ml.transport.stream_ping(target.addr_text, target.port, probe.ping)
             probe.fallback = fallback
-            fallback.addCallbacks(self._fallback_acked, self._fallback_failed,
-                                  callbackArgs=(probe,), errbackArgs=(probe,))
+            fallback.addCallbacks(
+                self._fallback_acked,
+                self._fallback_failed,
+                callbackArgs=(probe,),
+                errbackArgs=(probe,),
+            )
 
     def _fallback_acked(self, ack: Ack, probe: _Probe) -> None:
         if ack.seq_no != probe.ping.seq_no:
@@ -226,7 +236,10 @@ class Prober:
         ml = self.ml
         seq_no = ml.next_seq_no()
         ping = Ping(
-            seq_no=seq_no, node=ind.node, source_addr=ml.addr_bytes, source_port=ml.port,
+            seq_no=seq_no,
+            node=ind.node,
+            source_addr=ml.addr_bytes,
+            source_port=ml.port,
             source_node=ml.name,
         )
         if ind.source_addr and ind.source_port:

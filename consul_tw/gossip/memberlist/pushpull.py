@@ -102,16 +102,16 @@ class StateSync:
         ml = self.ml
         interval = push_pull_scale(ml.config.push_pull_interval, len(ml.table))
         self._timer = ml.clock.callLater(interval, self._tick)
-        peers = ml.table.random_nodes(
-            1, lambda r: r.name == ml.name or r.state != NodeState.ALIVE
-        )
+        peers = ml.table.random_nodes(1, lambda r: r.name == ml.name or r.state != NodeState.ALIVE)
         if not peers:
             return
         peer = peers[0]
         d = self.push_pull_node(peer.addr_text, peer.port, join=False)
-        d.addErrback(lambda f: ml.logger.error(
-            f"memberlist: Push/Pull with {peer.name} failed: {f.getErrorMessage()}"
-        ))
+        d.addErrback(
+            lambda f: ml.logger.error(
+                f"memberlist: Push/Pull with {peer.name} failed: {f.getErrorMessage()}"
+            )
+        )
 
     def local_state(self, join: bool) -> PushPull:
         ml = self.ml
@@ -134,14 +134,20 @@ class StateSync:
                 return error
         for n in remote.nodes:
             if n.state == NodeState.ALIVE:
-                ml.apply_alive(Alive(incarnation=n.incarnation, node=n.name, addr=n.addr,
-                                     port=n.port, meta=n.meta, vsn=n.vsn))
+                ml.apply_alive(
+                    Alive(
+                        incarnation=n.incarnation,
+                        node=n.name,
+                        addr=n.addr,
+                        port=n.port,
+                        meta=n.meta,
+                        vsn=n.vsn,
+                    )
+                )
             elif n.state == NodeState.LEFT:
                 ml.apply_dead(Dead(incarnation=n.incarnation, node=n.name, from_node=n.name))
             else:
-                ml.apply_suspect(
-                    Suspect(incarnation=n.incarnation, node=n.name, from_node=ml.name)
-                )
+                ml.apply_suspect(Suspect(incarnation=n.incarnation, node=n.name, from_node=ml.name))
         if remote.user_state:
             ml.delegate.merge_remote_state(remote.user_state, remote.join)
         return None

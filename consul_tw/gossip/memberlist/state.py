@@ -227,8 +227,16 @@ class NodeTable:
             text = f"ignoring alive message for '{a.node}' ({where}) because Vsn is not present"
             return Outcome(logs=(("WARN", text),))
         if veto is not None:
-            claimed = Node(a.node, addr_to_text(a.addr), a.port, a.meta, a.vsn, a.incarnation,
-                           NodeState.ALIVE, now)
+            claimed = Node(
+                a.node,
+                addr_to_text(a.addr),
+                a.port,
+                a.meta,
+                a.vsn,
+                a.incarnation,
+                NodeState.ALIVE,
+                now,
+            )
             error = veto(claimed)
             if error:
                 return Outcome(logs=(("WARN", f"ignoring alive message for '{a.node}': {error}"),))
@@ -243,8 +251,13 @@ class NodeTable:
         elif normalize_addr(record.addr) != normalize_addr(a.addr) or record.port != a.port:
             can_reclaim = reclaim_time > 0 and now - record.state_change > reclaim_time
             if record.state == NodeState.LEFT or (record.state == NodeState.DEAD and can_reclaim):
-                logs.append(("INFO", f"Updating address for left or failed node {a.node} from"
-                             f" {_addr_port(record.addr, record.port)} to {where}"))
+                logs.append(
+                    (
+                        "INFO",
+                        f"Updating address for left or failed node {a.node} from"
+                        f" {_addr_port(record.addr, record.port)} to {where}",
+                    )
+                )
                 updates_node = True
             else:
                 mine = _addr_port(record.addr, record.port)
@@ -252,8 +265,16 @@ class NodeTable:
                     f"Conflicting address for {a.node}. Mine: {mine} Theirs: {where}"
                     f" Old state: {int(record.state)}"
                 )
-                other = Node(a.node, addr_to_text(a.addr), a.port, a.meta, a.vsn, a.incarnation,
-                             NodeState.ALIVE, now)
+                other = Node(
+                    a.node,
+                    addr_to_text(a.addr),
+                    a.port,
+                    a.meta,
+                    a.vsn,
+                    a.incarnation,
+                    NodeState.ALIVE,
+                    now,
+                )
                 return Outcome(conflict=other, node=record.view(), logs=(("ERROR", text),))
 
         if not first_sighting and not is_local and not updates_node:
@@ -271,9 +292,14 @@ class NodeTable:
                 and a.vsn == record.vsn
             ):
                 return IGNORED
-            logs.append(("WARN", f"Refuting an alive message for '{a.node}' ({where}) meta:"
-                         f"({_go(a.meta)} VS {_go(record.meta)}), vsn:({_go(a.vsn)} VS"
-                         f" {_go(record.vsn)})"))
+            logs.append(
+                (
+                    "WARN",
+                    f"Refuting an alive message for '{a.node}' ({where}) meta:"
+                    f"({_go(a.meta)} VS {_go(record.meta)}), vsn:({_go(a.vsn)} VS"
+                    f" {_go(record.vsn)})",
+                )
+            )
             return Outcome(refute=a.incarnation, logs=tuple(logs))
 
         record.incarnation = a.incarnation
@@ -340,7 +366,11 @@ class NodeTable:
             incarnation = accused + 1
         me.incarnation = incarnation
         return Alive(
-            incarnation=incarnation, node=me.name, addr=me.addr, port=me.port, meta=me.meta,
+            incarnation=incarnation,
+            node=me.name,
+            addr=me.addr,
+            port=me.port,
+            meta=me.meta,
             vsn=me.vsn,
         )
 
@@ -366,7 +396,8 @@ class NodeTable:
     def reset_nodes(self, now: float, gossip_to_the_dead_time: float) -> list[NodeRecord]:
         """Forget nodes dead longer than ``gossip_to_the_dead_time``; shuffle the rest."""
         reaped = [
-            r for r in self.nodes
+            r
+            for r in self.nodes
             if r.state == NodeState.DEAD and now - r.state_change > gossip_to_the_dead_time
         ]
         if reaped:
@@ -396,9 +427,13 @@ class NodeTable:
     def push_states(self) -> tuple[PushNodeState, ...]:
         return tuple(
             PushNodeState(
-                name=r.name, addr=r.addr, port=r.port, meta=r.meta, incarnation=r.incarnation,
-                state=r.state, vsn=r.vsn,
+                name=r.name,
+                addr=r.addr,
+                port=r.port,
+                meta=r.meta,
+                incarnation=r.incarnation,
+                state=r.state,
+                vsn=r.vsn,
             )
             for r in self.nodes
         )
-

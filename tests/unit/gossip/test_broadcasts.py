@@ -116,17 +116,38 @@ u32 = st.integers(0, 2**32 - 1)
 u16 = st.integers(0, 2**16 - 1)
 addrs = st.binary(min_size=4, max_size=4) | st.binary(min_size=16, max_size=16)
 messages = st.one_of(
-    st.builds(Ping, seq_no=u32, node=names, source_addr=st.none() | addrs,
-              source_port=st.none() | u16, source_node=st.none() | names),
-    st.builds(IndirectPing, seq_no=u32, target=addrs, port=u16, node=names, nack=st.booleans(),
-              source_addr=st.none() | addrs, source_port=st.none() | u16,
-              source_node=st.none() | names),
+    st.builds(
+        Ping,
+        seq_no=u32,
+        node=names,
+        source_addr=st.none() | addrs,
+        source_port=st.none() | u16,
+        source_node=st.none() | names,
+    ),
+    st.builds(
+        IndirectPing,
+        seq_no=u32,
+        target=addrs,
+        port=u16,
+        node=names,
+        nack=st.booleans(),
+        source_addr=st.none() | addrs,
+        source_port=st.none() | u16,
+        source_node=st.none() | names,
+    ),
     st.builds(Ack, seq_no=u32, payload=st.none() | st.binary(max_size=300)),
     st.builds(Nack, seq_no=u32),
     st.builds(Suspect, incarnation=u32, node=names, from_node=names),
     st.builds(Dead, incarnation=u32, node=names, from_node=names),
-    st.builds(Alive, incarnation=u32, node=names, addr=addrs, port=u16,
-              meta=st.binary(max_size=512), vsn=st.binary(min_size=6, max_size=6)),
+    st.builds(
+        Alive,
+        incarnation=u32,
+        node=names,
+        addr=addrs,
+        port=u16,
+        meta=st.binary(max_size=512),
+        vsn=st.binary(min_size=6, max_size=6),
+    ),
     st.builds(User, payload=st.binary(max_size=1000)),
 )
 

@@ -137,11 +137,19 @@ class Harness(SynchronousTestCase):
         self.transport = FakeTransport()
         self.delegate = RecordingDelegate()
         self.log = EventLoggingObserver.createWithCleanup(
-            self, globalLogPublisher  # type: ignore[arg-type]
+            self,
+            globalLogPublisher,  # type: ignore[arg-type]
         )
         self.ml = Memberlist(
-            MemberlistConfig.lan(), "me", ME, 8301, self.clock, random.Random(3),
-            self.transport, self.delegate, HcLogger("agent.server.memberlist.lan"),
+            MemberlistConfig.lan(),
+            "me",
+            ME,
+            8301,
+            self.clock,
+            random.Random(3),
+            self.transport,
+            self.delegate,
+            HcLogger("agent.server.memberlist.lan"),
         )
 
     def tearDown(self) -> None:
@@ -151,7 +159,8 @@ class Harness(SynchronousTestCase):
 
     def lines(self, level: str | None = None) -> list[str]:
         return [
-            e["hclog_message"] for e in self.log
+            e["hclog_message"]
+            for e in self.log
             if "hclog_message" in e and (level is None or e["hclog_level"] == level)
         ]
 
@@ -176,19 +185,25 @@ class Harness(SynchronousTestCase):
 
 class PingTests(Harness):
     def test_ack_goes_to_source_addr_and_port(self) -> None:
-        self.receive(Ping(seq_no=5, node="me", source_addr=ip("10.0.0.2"), source_port=8302,
-                          source_node="b"))
+        self.receive(
+            Ping(seq_no=5, node="me", source_addr=ip("10.0.0.2"), source_port=8302, source_node="b")
+        )
         addr, port, msgs = self.transport.packets[-1]
         self.assertEqual((addr, port, msgs[0]), ("10.0.0.2", 8302, Ack(seq_no=5, payload=b"coord")))
 
     def test_ack_goes_to_sender_without_source(self) -> None:
         self.receive(Ping(seq_no=6, node=""))
-        self.assertEqual(self.transport.primaries(), [("10.0.0.9", 7946, Ack(seq_no=6, payload=b"coord"))])
+        self.assertEqual(
+            self.transport.primaries(), [("10.0.0.9", 7946, Ack(seq_no=6, payload=b"coord"))]
+        )
 
     def test_ping_for_another_name_is_ignored(self) -> None:
         self.receive(Ping(seq_no=7, node="other"))
         self.assertEqual(self.transport.packets, [])
-        self.assertEqual(self.lines("WARN"), ["memberlist: Got ping for unexpected node 'other' from=10.0.0.9:7946"])
+        self.assertEqual(
+            self.lines("WARN"),
+            ["memberlist: Got ping for unexpected node 'other' from=10.0.0.9:7946"],
+        )
 
     def test_ack_piggybacks_gossip_and_user_messages(self) -> None:
         self.delegate.outgoing = [b"\x01serf"]
@@ -223,8 +238,10 @@ class ProbeTests(Harness):
         addr, port, ping = self.transport.primaries()[-1]
         self.assertEqual((addr, port), ("10.0.0.2", 8301))
         assert isinstance(ping, Ping)
-        self.assertEqual((ping.node, ping.source_addr, ping.source_port, ping.source_node),
-                         ("b", ip(ME), 8301, "me"))
+        self.assertEqual(
+            (ping.node, ping.source_addr, ping.source_port, ping.source_node),
+            ("b", ip(ME), 8301, "me"),
+        )
         return ping
 
     def test_direct_ack(self) -> None:
@@ -244,8 +261,10 @@ class ProbeTests(Harness):
         inds = [(a, m) for a, _, m in self.transport.primaries() if isinstance(m, IndirectPing)]
         self.assertEqual(sorted(a for a, _ in inds), ["10.0.0.3", "10.0.0.4", "10.0.0.5"])
         for _, ind in inds:
-            self.assertEqual((ind.seq_no, ind.target, ind.port, ind.node, ind.nack),
-                             (ping.seq_no, ip("10.0.0.2"), 8301, "b", True))
+            self.assertEqual(
+                (ind.seq_no, ind.target, ind.port, ind.node, ind.nack),
+                (ping.seq_no, ip("10.0.0.2"), 8301, "b", True),
+            )
         [(addr, _, tcp_ping, fallback)] = self.transport.stream_pings
         self.assertEqual((addr, tcp_ping), ("10.0.0.2", ping))
         fallback.errback(ConnectionRefusedError("10.0.0.2:8301"))
@@ -261,8 +280,10 @@ class ProbeTests(Harness):
         self.assertEqual(self.state("b"), NodeState.SUSPECT)
         self.clock.advance(0.1)
         self.assertEqual(self.state("b"), NodeState.DEAD)
-        self.assertIn("memberlist: Marking b as failed, suspect timeout reached (0 peer confirmations)",
-                      self.lines("INFO"))
+        self.assertIn(
+            "memberlist: Marking b as failed, suspect timeout reached (0 peer confirmations)",
+            self.lines("INFO"),
+        )
         self.assertEqual(self.delegate.events[-1], ("leave", "b", NodeState.DEAD))
         self.assertIn(Dead(incarnation=1, node="b", from_node="me"), self.queued())
 
@@ -299,9 +320,12 @@ class ProbeTests(Harness):
         self.transport.stream_pings[0][3].callback(Ack(seq_no=ping.seq_no))
         self.clock.advance(0.5)
         self.assertEqual(self.state("b"), NodeState.ALIVE)
-        self.assertEqual(self.lines("WARN"), [
-            "memberlist: Was able to connect to b but other probes failed, network may be misconfigured"
-        ])
+        self.assertEqual(
+            self.lines("WARN"),
+            [
+                "memberlist: Was able to connect to b but other probes failed, network may be misconfigured"
+            ],
+        )
 
     def test_no_tcp_fallback_for_old_protocol(self) -> None:
         self.add("b", 2, inc=2, vsn=bytes([1, 2, 2, 2, 5, 4]))
@@ -320,7 +344,9 @@ class ProbeTests(Harness):
     def test_suspect_is_told_it_is_suspected(self) -> None:
         self.receive(Suspect(incarnation=1, node="b", from_node="c"))
         self.probe()
-        self.assertEqual(self.transport.packets[-1][2][1], Suspect(incarnation=1, node="b", from_node="me"))
+        self.assertEqual(
+            self.transport.packets[-1][2][1], Suspect(incarnation=1, node="b", from_node="me")
+        )
 
     def test_confirmations_shorten_the_suspicion(self) -> None:
         self.receive(Suspect(incarnation=1, node="b", from_node="c"))
@@ -333,8 +359,10 @@ class ProbeTests(Harness):
         self.assertEqual(self.state("b"), NodeState.SUSPECT)
         self.clock.advance(0.1)
         self.assertEqual(self.state("b"), NodeState.DEAD)
-        self.assertIn("memberlist: Marking b as failed, suspect timeout reached (2 peer confirmations)",
-                      self.lines("INFO"))
+        self.assertIn(
+            "memberlist: Marking b as failed, suspect timeout reached (2 peer confirmations)",
+            self.lines("INFO"),
+        )
 
     def test_refuted_suspicion_cancels_the_timer(self) -> None:
         self.receive(Suspect(incarnation=1, node="b", from_node="c"))
@@ -358,8 +386,18 @@ class ProbeTests(Harness):
 
 class IndirectPingTests(Harness):
     def request(self, nack: bool) -> Ping:
-        self.receive(IndirectPing(seq_no=77, target=ip("10.0.0.2"), port=8301, node="b", nack=nack,
-                                  source_addr=ip("10.0.0.3"), source_port=8301, source_node="c"))
+        self.receive(
+            IndirectPing(
+                seq_no=77,
+                target=ip("10.0.0.2"),
+                port=8301,
+                node="b",
+                nack=nack,
+                source_addr=ip("10.0.0.3"),
+                source_port=8301,
+                source_node="c",
+            )
+        )
         addr, port, ping = self.transport.primaries()[-1]
         assert isinstance(ping, Ping)
         self.assertEqual((addr, port, ping.node, ping.source_node), ("10.0.0.2", 8301, "b", "me"))
@@ -389,7 +427,9 @@ class RefutationTests(Harness):
         self.queued()
         self.receive(Suspect(incarnation=1, node="me", from_node="b"))
         self.assertEqual(self.lines("WARN"), ["memberlist: Refuting a suspect message (from: b)"])
-        self.assertEqual(self.queued(), [Alive(incarnation=2, node="me", addr=ip(ME), port=8301, meta=b"meta")])
+        self.assertEqual(
+            self.queued(), [Alive(incarnation=2, node="me", addr=ip(ME), port=8301, meta=b"meta")]
+        )
         self.assertEqual(self.ml.health_score(), 1)
         self.assertEqual(self.ml.local_node().state, NodeState.ALIVE)
 
@@ -431,8 +471,15 @@ class ClaimTests(Harness):
 class PushPullTests(Harness):
     def remote(self, join: bool, *nodes: tuple[str, int, NodeState], inc: int = 1) -> PushPull:
         states: Any = [
-            PushNodeState(name=n, addr=ip(f"10.0.0.{last}"), port=8301, meta=b"", incarnation=inc,
-                          state=s, vsn=CONSUL_VSN)
+            PushNodeState(
+                name=n,
+                addr=ip(f"10.0.0.{last}"),
+                port=8301,
+                meta=b"",
+                incarnation=inc,
+                state=s,
+                vsn=CONSUL_VSN,
+            )
             for n, last, s in nodes
         ]
         return PushPull(join=join, user_state=b"their-state", nodes=states)
@@ -442,10 +489,19 @@ class PushPullTests(Harness):
         self.add("d", 4)
         d = self.ml.join([("10.0.0.2", 8301)])
         [(addr, port, sent, reply)] = self.transport.push_pulls
-        self.assertEqual((addr, port, sent.join, sent.user_state), ("10.0.0.2", 8301, True, b"serf-state-join"))
+        self.assertEqual(
+            (addr, port, sent.join, sent.user_state), ("10.0.0.2", 8301, True, b"serf-state-join")
+        )
         self.assertEqual(sorted(n.name for n in sent.nodes), ["c", "d", "me"])
-        reply.callback(self.remote(True, ("b", 2, NodeState.ALIVE), ("c", 3, NodeState.LEFT),
-                                   ("d", 4, NodeState.DEAD), ("z", 9, NodeState.DEAD)))
+        reply.callback(
+            self.remote(
+                True,
+                ("b", 2, NodeState.ALIVE),
+                ("c", 3, NodeState.LEFT),
+                ("d", 4, NodeState.DEAD),
+                ("z", 9, NodeState.DEAD),
+            )
+        )
         self.assertNoResult(d)  # fires one turn later
         self.clock.advance(0)
         self.assertEqual(self.successResultOf(d), 1)
@@ -481,22 +537,37 @@ class PushPullTests(Harness):
         self.assertEqual(self.delegate.merged, [])
 
     def test_version_check(self) -> None:
-        states: Any = [PushNodeState(
-            name="b", addr=ip("10.0.0.2"), port=8301, meta=b"", incarnation=1,
-            state=NodeState.ALIVE, vsn=bytes([1, 5, 2, 2, 5, 9]))]
+        states: Any = [
+            PushNodeState(
+                name="b",
+                addr=ip("10.0.0.2"),
+                port=8301,
+                meta=b"",
+                incarnation=1,
+                state=NodeState.ALIVE,
+                vsn=bytes([1, 5, 2, 2, 5, 9]),
+            )
+        ]
         bad = PushPull(join=False, nodes=states)
         reply = self.ml.push_pull_received("10.0.0.2", 5555, bad)
         self.assertEqual(reply.join, False)
         self.assertIsNone(self.ml.node("b"))
-        self.assertEqual(self.lines("ERROR"), [
-            "memberlist: Failed push/pull merge: Node 'b' delegate protocol version (9) is"
-            " incompatible: [2, 5] from=10.0.0.2:5555"
-        ])
+        self.assertEqual(
+            self.lines("ERROR"),
+            [
+                "memberlist: Failed push/pull merge: Node 'b' delegate protocol version (9) is"
+                " incompatible: [2, 5] from=10.0.0.2:5555"
+            ],
+        )
 
     def test_answer_is_built_before_merging(self) -> None:
-        reply = self.ml.push_pull_received("10.0.0.2", 5555, self.remote(True, ("b", 2, NodeState.ALIVE)))
-        self.assertEqual((reply.join, [n.name for n in reply.nodes], reply.user_state),
-                         (True, ["me"], b"serf-state-join"))
+        reply = self.ml.push_pull_received(
+            "10.0.0.2", 5555, self.remote(True, ("b", 2, NodeState.ALIVE))
+        )
+        self.assertEqual(
+            (reply.join, [n.name for n in reply.nodes], reply.user_state),
+            (True, ["me"], b"serf-state-join"),
+        )
         self.assertEqual(self.state("b"), NodeState.ALIVE)
 
     def test_periodic_push_pull(self) -> None:
@@ -506,8 +577,10 @@ class PushPullTests(Harness):
         [(addr, _, sent, reply)] = self.transport.push_pulls
         self.assertEqual((addr, sent.join), ("10.0.0.2", False))
         reply.errback(ConnectionRefusedError("10.0.0.2:8301"))
-        self.assertIn("memberlist: Push/Pull with b failed: Connection was refused by other side: 10.0.0.2:8301.",
-                      self.lines("ERROR"))
+        self.assertIn(
+            "memberlist: Push/Pull with b failed: Connection was refused by other side: 10.0.0.2:8301.",
+            self.lines("ERROR"),
+        )
 
     def test_push_pull_scale(self) -> None:
         self.assertEqual(push_pull_scale(30.0, 32), 30.0)
@@ -537,7 +610,9 @@ class GossipTests(Harness):
         self.queued()
         self.ml.start()
         self.clock.advance(0.2)
-        self.assertEqual([m for _, _, m in self.transport.primaries() if not isinstance(m, Ping)], [])
+        self.assertEqual(
+            [m for _, _, m in self.transport.primaries() if not isinstance(m, Ping)], []
+        )
 
 
 class LeaveAndMetaTests(Harness):
@@ -592,12 +667,16 @@ class LeaveAndMetaTests(Harness):
         self.ml.shutdown()
         self.failureResultOf(leaving, MemberlistShutdown)
         self.clock.advance(0)
-        self.assertIn("Failed to join 10.0.0.5:8301: CancelledError",
-                      str(self.failureResultOf(joining, JoinError).value))
+        self.assertIn(
+            "Failed to join 10.0.0.5:8301: CancelledError",
+            str(self.failureResultOf(joining, JoinError).value),
+        )
         self.clock.advance(0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.receive(Ping(seq_no=1, node="me"))  # deaf now
-        self.assertNotIn(Ack(seq_no=1, payload=b"coord"), [m for _, _, m in self.transport.primaries()])
+        self.assertNotIn(
+            Ack(seq_no=1, payload=b"coord"), [m for _, _, m in self.transport.primaries()]
+        )
 
 
 class TwoNodeTests(SynchronousTestCase):
@@ -613,8 +692,14 @@ class TwoNodeTests(SynchronousTestCase):
         addr = f"10.0.0.{last}"
         delegate = RecordingDelegate()
         ml = Memberlist(
-            MemberlistConfig.lan(), f"n{last}", addr, 8301, self.net.clock_for(addr, 8301),
-            random.Random(last), self.net.transport_for(addr, 8301), delegate,
+            MemberlistConfig.lan(),
+            f"n{last}",
+            addr,
+            8301,
+            self.net.clock_for(addr, 8301),
+            random.Random(last),
+            self.net.transport_for(addr, 8301),
+            delegate,
             HcLogger(f"n{last}.memberlist.lan"),
         )
         self.net.attach(addr, 8301, ml)
@@ -681,20 +766,43 @@ class ConfigTests(SynchronousTestCase):
     def test_profiles(self) -> None:
         lan, wan, dev = MemberlistConfig.lan(), MemberlistConfig.wan(), MemberlistConfig.dev()
         self.assertEqual(
-            (lan.probe_interval, lan.probe_timeout, lan.indirect_checks, lan.suspicion_mult,
-             lan.suspicion_max_timeout_mult, lan.gossip_interval, lan.gossip_nodes,
-             lan.retransmit_mult, lan.push_pull_interval, lan.gossip_to_the_dead_time,
-             lan.awareness_max_multiplier, lan.dead_node_reclaim_time, lan.udp_buffer_size),
+            (
+                lan.probe_interval,
+                lan.probe_timeout,
+                lan.indirect_checks,
+                lan.suspicion_mult,
+                lan.suspicion_max_timeout_mult,
+                lan.gossip_interval,
+                lan.gossip_nodes,
+                lan.retransmit_mult,
+                lan.push_pull_interval,
+                lan.gossip_to_the_dead_time,
+                lan.awareness_max_multiplier,
+                lan.dead_node_reclaim_time,
+                lan.udp_buffer_size,
+            ),
             (1.0, 0.5, 3, 4, 6, 0.2, 3, 4, 30.0, 30.0, 8, 0.0, 1400),
         )
         self.assertEqual(
-            (wan.probe_interval, wan.probe_timeout, wan.suspicion_mult, wan.gossip_interval,
-             wan.gossip_nodes, wan.push_pull_interval, wan.gossip_to_the_dead_time),
+            (
+                wan.probe_interval,
+                wan.probe_timeout,
+                wan.suspicion_mult,
+                wan.gossip_interval,
+                wan.gossip_nodes,
+                wan.push_pull_interval,
+                wan.gossip_to_the_dead_time,
+            ),
             (5.0, 3.0, 6, 0.5, 4, 60.0, 60.0),
         )
         self.assertEqual(
-            (dev.gossip_interval, dev.probe_interval, dev.probe_timeout, dev.suspicion_mult,
-             dev.retransmit_mult),
+            (
+                dev.gossip_interval,
+                dev.probe_interval,
+                dev.probe_timeout,
+                dev.suspicion_mult,
+                dev.retransmit_mult,
+            ),
             (0.1, 0.1, 0.1, 3, 4),
         )
         fast = lan.scaled(0.1)

@@ -63,8 +63,10 @@ class AliveTests(SynchronousTestCase):
         self.assertEqual(out.broadcast, alive("b", 1, meta=b"m"))
         rec = t.get("b")
         assert rec is not None
-        self.assertEqual((rec.state, rec.incarnation, rec.meta, rec.state_change),
-                         (NodeState.ALIVE, 1, b"m", 5.0))
+        self.assertEqual(
+            (rec.state, rec.incarnation, rec.meta, rec.state_change),
+            (NodeState.ALIVE, 1, b"m", 5.0),
+        )
         self.assertEqual(len(t), 2)
 
     def test_only_strictly_greater_incarnation_applies(self) -> None:
@@ -79,8 +81,9 @@ class AliveTests(SynchronousTestCase):
     def test_alive_clears_suspicion(self) -> None:
         t = table()
         t.apply_alive(alive("b", 1), 0.0)
-        self.assertTrue(t.apply_suspect(Suspect(incarnation=1, node="b", from_node="c"), 1.0)
-                        .start_suspicion)
+        self.assertTrue(
+            t.apply_suspect(Suspect(incarnation=1, node="b", from_node="c"), 1.0).start_suspicion
+        )
         rec = t.get("b")
         assert rec is not None
         rec.suspicion = fake = FakeSuspicion()
@@ -100,8 +103,11 @@ class AliveTests(SynchronousTestCase):
 
     def test_bad_protocol_versions_are_ignored(self) -> None:
         t = table()
-        for vsn in (bytes([0, 5, 2, 2, 5, 4]), bytes([1, 0, 2, 2, 5, 4]),
-                    bytes([3, 2, 2, 2, 5, 4])):
+        for vsn in (
+            bytes([0, 5, 2, 2, 5, 4]),
+            bytes([1, 0, 2, 2, 5, 4]),
+            bytes([3, 2, 2, 2, 5, 4]),
+        ):
             out = t.apply_alive(alive("b", 1, vsn=vsn), 0.0)
             self.assertFalse(out.applied)
             self.assertIn("protocol version(s) are wrong", out.logs[0][1])
@@ -131,8 +137,9 @@ class AliveTests(SynchronousTestCase):
         assert out.conflict is not None and out.node is not None
         self.assertEqual((out.node.addr, out.conflict.addr), ("10.0.0.2", "10.0.0.3"))
         self.assertEqual(out.logs[0][0], "ERROR")
-        self.assertIn("Conflicting address for b. Mine: 10.0.0.2:8301 Theirs: 10.0.0.3:8301",
-                      out.logs[0][1])
+        self.assertIn(
+            "Conflicting address for b. Mine: 10.0.0.2:8301 Theirs: 10.0.0.3:8301", out.logs[0][1]
+        )
 
     def test_left_node_address_may_change(self) -> None:
         t = table()
@@ -160,8 +167,11 @@ class AliveTests(SynchronousTestCase):
         self.assertFalse(t.apply_alive(same, 1.0).applied)
         out = t.apply_alive(alive("me", 1, A1, meta=b"old tags"), 1.0)
         self.assertEqual(out.refute, 1)
-        self.assertEqual(out.logs[0][1], "Refuting an alive message for 'me' (10.0.0.1:8301) meta:"
-                         "([111 108 100 32 116 97 103 115] VS []), vsn:([1 5 2 2 5 4] VS [1 5 2 2 5 4])")
+        self.assertEqual(
+            out.logs[0][1],
+            "Refuting an alive message for 'me' (10.0.0.1:8301) meta:"
+            "([111 108 100 32 116 97 103 115] VS []), vsn:([1 5 2 2 5 4] VS [1 5 2 2 5 4])",
+        )
         self.assertEqual(t.apply_alive(alive("me", 7, A1), 1.0).refute, 7)
         self.assertFalse(t.apply_alive(alive("me", 0, A1, meta=b"x"), 1.0).applied)
 
@@ -175,10 +185,12 @@ class SuspectTests(SynchronousTestCase):
     def test_suspect_alive_node(self) -> None:
         t = table()
         t.apply_alive(alive("b", 3), 0.0)
-        self.assertFalse(t.apply_suspect(Suspect(incarnation=2, node="b", from_node="c"), 1.0)
-                         .applied)
-        self.assertFalse(t.apply_suspect(Suspect(incarnation=1, node="zz", from_node="c"), 1.0)
-                         .applied)
+        self.assertFalse(
+            t.apply_suspect(Suspect(incarnation=2, node="b", from_node="c"), 1.0).applied
+        )
+        self.assertFalse(
+            t.apply_suspect(Suspect(incarnation=1, node="zz", from_node="c"), 1.0).applied
+        )
         s = Suspect(incarnation=3, node="b", from_node="c")
         out = t.apply_suspect(s, 4.0)
         self.assertTrue(out.start_suspicion)
@@ -204,8 +216,10 @@ class SuspectTests(SynchronousTestCase):
         t = table()
         t.apply_alive(alive("b", 3), 0.0)
         t.apply_dead(Dead(incarnation=3, node="b", from_node="c"), 1.0)
-        self.assertEqual(t.apply_suspect(Suspect(incarnation=3, node="b", from_node="c"), 2.0),
-                         t.apply_suspect(Suspect(incarnation=4, node="zz", from_node="c"), 2.0))
+        self.assertEqual(
+            t.apply_suspect(Suspect(incarnation=3, node="b", from_node="c"), 2.0),
+            t.apply_suspect(Suspect(incarnation=4, node="zz", from_node="c"), 2.0),
+        )
 
     def test_suspect_about_self_is_refuted(self) -> None:
         t = table()
@@ -309,15 +323,23 @@ class SelectionTests(SynchronousTestCase):
         states = {s.name: s for s in t.push_states()}
         self.assertEqual(
             states["b"],
-            PushNodeState(name="b", addr=A2, port=8301, meta=b"m", incarnation=2,
-                          state=NodeState.ALIVE, vsn=CONSUL_VSN),
+            PushNodeState(
+                name="b",
+                addr=A2,
+                port=8301,
+                meta=b"m",
+                incarnation=2,
+                state=NodeState.ALIVE,
+                vsn=CONSUL_VSN,
+            ),
         )
 
 
 class VersionTests(SynchronousTestCase):
     def state(self, name: str, vsn: bytes, state: NodeState = NodeState.ALIVE) -> PushNodeState:
-        return PushNodeState(name=name, addr=A2, port=1, meta=b"", incarnation=1, state=state,
-                             vsn=vsn)
+        return PushNodeState(
+            name=name, addr=A2, port=1, meta=b"", incarnation=1, state=state, vsn=vsn
+        )
 
     def test_compatible(self) -> None:
         t = table()

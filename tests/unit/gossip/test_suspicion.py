@@ -24,11 +24,18 @@ class TimeoutTests(SynchronousTestCase):
 
     def test_remaining_time(self) -> None:
         # memberlist's table: k=3, min 2 s, max 30 s.
-        cases = [(0, 0.0, 30.0), (1, 2.0, 14.0), (2, 3.0, 4.810), (3, 4.0, -2.0), (4, 5.0, -3.0),
-                 (5, 10.0, -8.0)]
+        cases = [
+            (0, 0.0, 30.0),
+            (1, 2.0, 14.0),
+            (2, 3.0, 4.810),
+            (3, 4.0, -2.0),
+            (4, 5.0, -3.0),
+            (5, 10.0, -8.0),
+        ]
         for n, elapsed, expected in cases:
-            self.assertAlmostEqual(remaining_suspicion_time(n, 3, elapsed, 2.0, 30.0), expected,
-                                   places=3)
+            self.assertAlmostEqual(
+                remaining_suspicion_time(n, 3, elapsed, 2.0, 30.0), expected, places=3
+            )
 
 
 class SuspicionTests(SynchronousTestCase):
@@ -88,7 +95,9 @@ class SizingTests(SynchronousTestCase):
     def test_lifeguard_sizing(self) -> None:
         clock = Clock()
         big = lifeguard_suspicion(clock, "a", 100, 4, 6, 1.0, print)
-        self.assertEqual((big.k, big.min_timeout, big.max_timeout, big.deadline()), (2, 8.0, 48.0, 48.0))
+        self.assertEqual(
+            (big.k, big.min_timeout, big.max_timeout, big.deadline()), (2, 8.0, 48.0, 48.0)
+        )
         small = lifeguard_suspicion(clock, "a", 3, 4, 6, 1.0, print)  # N - 2 < k: start at min
         self.assertEqual((small.k, small.min_timeout, small.deadline()), (0, 4.0, 4.0))
         edge = lifeguard_suspicion(clock, "a", 4, 4, 6, 1.0, print)  # N - 2 = k
