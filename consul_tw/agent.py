@@ -153,24 +153,25 @@ class Agent:
 
     # -- membership actions -----------------------------------------------------
 
-    def join(self, address: str, *, wan: bool = False) -> Deferred[int]:
-        """Join the pool through one ``host[:port]`` seed; fires with how many were contacted."""
+    def join(self, addresses: list[str], *, wan: bool = False) -> Deferred[int]:
+        """Join the pool through ``host[:port]`` seeds; fires with how many were contacted."""
         pool = self.wan if wan else self.lan
         if pool is None:
             return fail(AgentNotServer("WAN join is only available on servers"))
         default_port = self.config.ports.serf_wan if wan else self.config.ports.serf_lan
         try:
-            host, port = parse_join_address(address, default_port)
+            seeds = [parse_join_address(a, default_port) for a in addresses]
         except ValueError as e:
             return fail(e)
         pool_name = "WAN" if wan else "LAN"
-        self.logger.info(f"({pool_name}) joining", lan_addresses=[address])
+        key = "wan_addresses" if wan else "lan_addresses"
+        self.logger.info(f"({pool_name}) joining", **{key: list(addresses)})
 
         def joined(count: int) -> int:
             self.logger.info(f"({pool_name}) joined", number_of_nodes=count)
             return count
 
-        return pool.join([(host, port)]).addCallback(joined)
+        return pool.join(seeds).addCallback(joined)
 
     def force_leave(self, node: str, *, prune: bool = False, wan: bool = False) -> Deferred[None]:
         pool = self.wan if wan else self.lan

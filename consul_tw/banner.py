@@ -40,7 +40,8 @@ def banner_lines(config: AgentConfig) -> list[str]:
         ),
         (
             "Encrypt",
-            "Gossip: false, TLS-Outgoing: false, TLS-Incoming: false, Auto-Encrypt-TLS: false",
+            f"Gossip: {_bool(config.encrypt is not None)}, TLS-Outgoing: false, "
+            "TLS-Incoming: false, Auto-Encrypt-TLS: false",
         ),
     ]
     lines = ["==> Starting Consul agent..."]

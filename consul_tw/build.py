@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import attrs
 from twisted.application.internet import TCPServer
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
@@ -25,7 +26,10 @@ from consul_tw.catalog.fsm import CatalogFSM
 from consul_tw.catalog.store import StateStore
 from consul_tw.config import AgentConfig
 from consul_tw.dns import ConsulAuthority, DNSService
+from consul_tw.gossip.joiner import RetryJoin
+from consul_tw.gossip.memberlist.keyring import Keyring
 from consul_tw.gossip.members import Member, client_tags, server_tags
+from consul_tw.gossip.net import GossipNet
 from consul_tw.gossip.serf import Membership
 from consul_tw.gossip.service import GossipService
 from consul_tw.http.root import build_site
@@ -69,8 +73,18 @@ def log_startup_notes(config: AgentConfig, logger: HcLogger) -> None:
         )
 
 
-def _pool(config: AgentConfig, clock: IReactorTime, logger: HcLogger, *, wan: bool) -> Membership:
-    """One gossip pool's membership, with this agent as its local member."""
+@attrs.frozen
+class Pool:
+    """One gossip pool: its membership and its sockets."""
+
+    membership: Membership
+    net: GossipNet
+
+
+def _pool(
+    config: AgentConfig, reactor: Any, clock: IReactorTime, logger: HcLogger, *, wan: bool
+) -> Pool:
+    """One gossip pool, with this agent as its local member."""
     ports = config.ports
     if config.server:
         tags = server_tags(
@@ -83,27 +97,65 @@ def _pool(config: AgentConfig, clock: IReactorTime, logger: HcLogger, *, wan: bo
         )
     else:
         tags = client_tags(datacenter=config.datacenter, node_id=config.node_id)
+    port = ports.serf_wan if wan else ports.serf_lan
     local = Member(
         name=f"{config.node_name}.{config.datacenter}" if wan else config.node_name,
         addr=config.advertise_addr,
-        port=ports.serf_wan if wan else ports.serf_lan,
+        port=port,
         tags=tags,
     )
-    return Membership(
-        local=local, clock=clock, logger=logger.named("serf").named("wan" if wan else "lan")
+    area = "wan" if wan else "lan"
+    net = GossipNet(
+        reactor,
+        config.bind_addr,
+        port,
+        logger.named("memberlist").named(area),
+        keyring=Keyring.from_base64([config.encrypt]) if config.encrypt else None,
     )
+    membership = Membership(local=local, clock=clock, logger=logger.named("serf").named(area))
+    return Pool(membership, net)
 
 
 def _gossip_service(
-    config: AgentConfig, pool: Membership, reactor: Any, logger: HcLogger, *, wan: bool
+    config: AgentConfig, pool: Pool, agent: Agent, clock: IReactorTime, *, wan: bool
 ) -> GossipService:
-    return GossipService(
-        pool,
-        interface=config.bind_addr,
-        port=config.ports.serf_wan if wan else config.ports.serf_lan,
-        reactor=reactor,
-        memberlist_logger=logger.named("memberlist").named("wan" if wan else "lan"),
-    )
+    """The pool's service, with the start-up joins Consul's flags ask for."""
+    cluster = "WAN" if wan else "LAN"
+
+    def join(addresses: list[str]) -> Any:
+        return agent.join(addresses, wan=wan)
+
+    def give_up(reason: str) -> None:
+        agent.logger.error("agent: failed to join", cluster=cluster, error=reason)
+        agent.request_exit(1)
+
+    joiners = []
+    if not wan and config.start_join:
+        joiners.append(
+            RetryJoin(
+                join=join,
+                addresses=config.start_join,
+                clock=clock,
+                logger=agent.logger,
+                cluster=cluster,
+                max_attempts=1,
+                on_give_up=give_up,
+            )
+        )
+    if not wan and config.retry_join:
+        joiners.append(
+            RetryJoin(
+                join=join,
+                addresses=config.retry_join,
+                clock=clock,
+                logger=agent.logger,
+                cluster=cluster,
+                interval=config.retry_interval,
+                max_attempts=config.retry_max,
+                on_give_up=give_up,
+            )
+        )
+    return GossipService(pool.membership, pool.net, joiners=joiners)
 
 
 def build_agent(
@@ -120,17 +172,23 @@ def build_agent(
     log_startup_notes(config, root)
     side = root.named("server" if config.server else "client")
     has_wan = config.server and config.ports.serf_wan >= 0
-    lan = _pool(config, clock, side, wan=False)
-    wan = _pool(config, clock, side, wan=True) if has_wan else None
-    agent = Agent(config=config, clock=clock, logger=root, lan=lan, wan=wan)
+    lan = _pool(config, reactor, clock, side, wan=False)
+    wan = _pool(config, reactor, clock, side, wan=True) if has_wan else None
+    agent = Agent(
+        config=config,
+        clock=clock,
+        logger=root,
+        lan=lan.membership,
+        wan=wan.membership if wan else None,
+    )
 
     # Start order is Consul's: Raft first, then the WAN and LAN pools, then RPC.
     server_side: list[IService] = []
     if config.server:
         server_side.append(_raft_service(config, clock, rng, agent, side))
     if wan is not None:
-        server_side.append(_gossip_service(config, wan, reactor, side, wan=True))
-    server_side.append(_gossip_service(config, lan, reactor, side, wan=False))
+        server_side.append(_gossip_service(config, wan, agent, clock, wan=True))
+    server_side.append(_gossip_service(config, lan, agent, clock, wan=False))
     if config.server:
         server_side.append(
             TCPServer(

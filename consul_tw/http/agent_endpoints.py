@@ -153,7 +153,7 @@ def join(call: ApiCall) -> Deferred[Reply]:
     if not address:
         raise HTTPError(400, "Missing address to join")
     wan = bool(call.get("wan"))
-    joining = call.agent.join(address, wan=wan)
+    joining = call.agent.join([address], wan=wan)
     return joining.addCallbacks(lambda _: Reply(b"", json=False), _as_500)
 
 

@@ -16,7 +16,7 @@ import enum
 from collections.abc import Callable
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
@@ -62,9 +62,21 @@ class Membership:
     _lamport_member_time: int = 1
     _lamport_event_time: int = 1
 
+    #: No memberlist yet: the pool's sockets drop what they receive.
+    memberlist = None
+
     def start(self) -> None:
         self._members[self.local.name] = self.local
         self._emit(EventType.MEMBER_JOIN, self.local)
+
+    def shutdown(self) -> None:
+        """Nothing runs in a pool of one."""
+
+    def join(self, addresses: list[tuple[str, int]]) -> Deferred[int]:
+        return fail(RuntimeError("gossip is not enabled in this pool"))
+
+    def force_leave(self, name: str, prune: bool = False) -> Deferred[None]:
+        return fail(RuntimeError(f"agent: No node found with name '{name}'"))
 
     def members(self) -> list[Member]:
         """Every known member, including left and failed ones not yet reaped."""
