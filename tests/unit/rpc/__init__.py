@@ -1,0 +1,1 @@
+"""Tests for the server-RPC transport."""
