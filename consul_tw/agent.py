@@ -11,8 +11,9 @@ owns the listeners and is told when the agent wants the process to end.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -23,15 +24,25 @@ from twisted.python.failure import Failure
 from consul_tw._logging import HcLogger
 from consul_tw._observer import OneShotObserver
 from consul_tw.catalog.commands import Command, encode_command
+from consul_tw.catalog.reads import Reader, ReadOptions, ReadResult, UnknownRead
 from consul_tw.catalog.store import StateStore
 from consul_tw.catalog.watch import WatchSet
 from consul_tw.config import AgentConfig
 from consul_tw.durations import format_duration
-from consul_tw.gossip.members import Member
+from consul_tw.gossip.members import Member, MemberStatus
+from consul_tw.gossip.merge import is_consul_server
 from consul_tw.gossip.serf import EventType, MemberEvent, Membership
 from consul_tw.local.sync import NodeInfoSync
 from consul_tw.raft.core import NotLeader, RaftShutdown, RaftStatus
 from consul_tw.raft.node import RaftNode
+
+
+class RpcCaller(Protocol):
+    """The part of :class:`consul_tw.rpc.RpcClient` the agent uses."""
+
+    def call(
+        self, host: str, port: int, method: str, args: Any = None, *, timeout: float | None = None
+    ) -> Deferred[Any]: ...
 
 
 class NoClusterLeader(Exception):
@@ -74,6 +85,9 @@ class Agent:
     store: StateStore | None = None
     raft: RaftNode | None = None
     sync: NodeInfoSync | None = None
+    #: How a client agent reaches servers (None: this agent is a server).
+    rpc: RpcCaller | None = None
+    rng: random.Random = attrs.field(factory=random.Random)
     #: Wakes blocking queries when the catalog changes (see ``attach_catalog``).
     watches: WatchSet = attrs.field(
         default=attrs.Factory(lambda self: WatchSet(self.clock), takes_self=True)
@@ -137,12 +151,62 @@ class Agent:
             raise AgentNotServer("rpc error making call: No known Consul servers")
         return self.store
 
+    def read(self, name: str, args: dict[str, Any], options: ReadOptions) -> Deferred[ReadResult]:
+        """
+        A catalog read: a server answers from its store (default and
+        ``consistent`` reads need it to lead); a client forwards the same
+        read to a server it knows from gossip.
+        """
+        if self.store is None:
+            server = self._pick_server()
+            if server is None:
+                return fail(AgentNotServer("rpc error making call: No known Consul servers"))
+            timeout = options.wait + 10.0 if options.index else None
+            wire = {"name": name, "args": args, "options": attrs.asdict(options)}
+            called = self._rpc().call(*server, "Catalog.Read", wire, timeout=timeout)
+            return called.addCallback(ReadResult.from_wire)
+        if not options.stale and not self.is_leader():
+            return fail(NoClusterLeader())
+        reader = Reader(
+            store=self.store,
+            known_leader=lambda: bool(self.leader_address()),
+            last_contact_ms=self.last_contact_ms,
+            wait_for_change=self.watches.wait,
+            seconds=self.clock.seconds,
+            rng=self.rng,
+        )
+        try:
+            return reader.read(name, args, options)
+        except UnknownRead as e:
+            return fail(e)
+
+    def _rpc(self) -> RpcCaller:
+        assert self.rpc is not None, "client agents are built with an RPC client"
+        return self.rpc
+
+    def _pick_server(self) -> tuple[str, int] | None:
+        """A random live server of our datacenter, from the LAN pool's tags."""
+        servers = [
+            m
+            for m in self.lan.members()
+            if m.status is MemberStatus.ALIVE
+            and is_consul_server(m)
+            and m.tags.get("dc") == self.config.datacenter
+        ]
+        if not servers:
+            return None
+        chosen = self.rng.choice(servers)
+        return chosen.addr, int(chosen.tags["port"])
+
     # -- writes --------------------------------------------------------------
 
     def write(self, command: Command) -> Deferred[Any]:
-        """Commit a catalog command through Raft; NoClusterLeader when not possible here."""
+        """Commit a catalog command through Raft, or forward it to a server (clients)."""
         if self.raft is None:
-            return fail(NoClusterLeader())
+            server = self._pick_server() if self.rpc is not None else None
+            if server is None:
+                return fail(AgentNotServer("No known Consul servers"))
+            return self._rpc().call(*server, "Catalog.Apply", encode_command(command))
 
         def no_leader(failure: Failure) -> Failure:
             if failure.check(NotLeader, RaftShutdown):
@@ -221,6 +285,8 @@ class Agent:
             self.logger.info("Requesting shutdown")
             if self.sync is not None:
                 self.sync.stop()
+            if self.rpc is not None and hasattr(self.rpc, "close"):
+                self.rpc.close()
             role = "server" if self.config.server else "client"
             self.logger.named(role).info(f"shutting down {role}")
 
@@ -241,6 +307,7 @@ class Agent:
 
     def _lan_event(self, event: MemberEvent) -> None:
         if not self.config.server:
+            self._client_lan_event(event)
             return
         log = self.logger.named("server")
         for member in event.members:
@@ -250,6 +317,19 @@ class Agent:
                 log.info("Adding LAN server", server=self._server_label(member))
             elif event.type in (EventType.MEMBER_LEAVE, EventType.MEMBER_FAILED):
                 log.info("Removing LAN server", server=self._server_label(member))
+
+    def _client_lan_event(self, event: MemberEvent) -> None:
+        """A client learns its servers from gossip; a new one is a reason to sync."""
+        log = self.logger.named("client")
+        for member in event.members:
+            if not is_consul_server(member):
+                continue
+            if event.type is EventType.MEMBER_JOIN:
+                log.info("adding server", server=self._server_label(member))
+                if self.sync is not None:
+                    self.sync.trigger()
+            elif event.type in (EventType.MEMBER_LEAVE, EventType.MEMBER_FAILED):
+                log.info("removing server", server=self._server_label(member))
 
     def _wan_event(self, event: MemberEvent) -> None:
         for member in event.members:

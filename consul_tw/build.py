@@ -39,8 +39,10 @@ from consul_tw.raft.messages import Server
 from consul_tw.raft.node import RaftNode
 from consul_tw.raft.storage.memory import MemoryLogStore, MemoryStableStore
 from consul_tw.raft.timings import RaftTimings
+from consul_tw.rpc.client import RpcClient
+from consul_tw.rpc.endpoints import build_dispatcher
+from consul_tw.rpc.protocol import rpc_server_factory
 from consul_tw.server.leader import LeaderDuties
-from consul_tw.server.rpc import rpc_factory
 from consul_tw.service import AgentService, RaftService
 
 
@@ -180,7 +182,10 @@ def build_agent(
         logger=root,
         lan=lan.membership,
         wan=wan.membership if wan else None,
+        rng=rng,
     )
+    if not config.server:
+        _add_client_parts(config, reactor, clock, agent)
 
     # Start order is Consul's: Raft first, then the WAN and LAN pools, then RPC.
     server_side: list[IService] = []
@@ -193,7 +198,7 @@ def build_agent(
         server_side.append(
             TCPServer(
                 config.ports.server,
-                rpc_factory(side.named("rpc")),
+                rpc_server_factory(build_dispatcher(agent), clock=clock, logger=side.named("rpc")),
                 interface=config.bind_addr,
                 reactor=reactor,
             )
@@ -233,6 +238,24 @@ def build_agent(
         server_side=server_side,
         endpoints=endpoints,
         install_signal_handlers=install_signal_handlers,
+    )
+
+
+def _add_client_parts(config: AgentConfig, reactor: Any, clock: IReactorTime, agent: Agent) -> None:
+    """A client keeps no catalog: it forwards to servers and syncs its node through them."""
+    agent.rpc = RpcClient(
+        reactor,
+        clock,
+        connect_timeout=10.0,
+        request_timeout=30.0,
+        logger=agent.logger.named("client").named("rpc"),
+    )
+    agent.sync = NodeInfoSync(
+        node=node_spec(config),
+        read_node=lambda name: None,  # no local catalog: compare by writing
+        write=agent.write,
+        clock=clock,
+        logger=agent.logger,
     )
 
 

@@ -5,7 +5,7 @@ Catalog records: nodes, the services on them and their health checks.
 These are the rows of the state store.  They are frozen so that a reader
 (an HTTP resource, the DNS authority) can hold one without copying while the
 Raft FSM keeps writing: a write replaces a row, it never mutates one.  Field
-names are Python's; the Consul JSON names live in :mod:`consul_tw.http.shapes`.
+names are Python's; the Consul JSON names live in :mod:`consul_tw.catalog.shapes`.
 """
 
 from __future__ import annotations

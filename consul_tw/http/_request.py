@@ -17,10 +17,8 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
 
-from consul_tw.agent import Agent, AgentNotServer
-from consul_tw.catalog.store import StateStore
+from consul_tw.agent import Agent
 from consul_tw.durations import parse_duration
 
 #: Blocking query defaults (Consul's default_query_time / max_query_time).
@@ -89,7 +87,7 @@ def check_datacenter(call: ApiCall) -> None:
         raise HTTPError(500, "No path to datacenter")
 
 
-def _blocking_params(call: ApiCall) -> tuple[int, float]:
+def blocking_params(call: ApiCall) -> tuple[int, float]:
     index_text = call.get("index")
     index = 0
     if index_text:
@@ -111,54 +109,3 @@ def _blocking_params(call: ApiCall) -> tuple[int, float]:
         wait = DEFAULT_WAIT
     wait = min(wait, MAX_WAIT)
     return index, wait
-
-
-def catalog_read(
-    call: ApiCall, tables: tuple[str, ...], produce: Callable[[StateStore], Any]
-) -> Deferred[Reply]:
-    """
-    Answer a read of replicated state the way Consul's RPC layer does.
-
-    Default reads need a leader; ``?stale`` may be answered by any server;
-    ``?consistent`` needs the leader (which, in a one-voter cluster, is its
-    own quorum).  With ``?index=N`` the answer waits until the tables'
-    index passes N or the wait (plus up to 1/16 jitter) runs out.
-    """
-    check_datacenter(call)
-    stale, consistent = call.has("stale"), call.has("consistent")
-    if stale and consistent:
-        raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
-    agent = call.agent
-    try:
-        store = agent.catalog()
-    except AgentNotServer as e:
-        raise HTTPError(500, str(e)) from None
-    if not stale and not agent.is_leader():
-        raise HTTPError(500, "No cluster leader")
-    index, wait = _blocking_params(call)
-    mode = "stale" if stale else "consistent" if consistent else "leader"
-
-    def answer() -> Reply:
-        known_leader = bool(agent.leader_address())
-        return Reply(
-            produce(store),
-            headers={
-                "X-Consul-Index": str(max(1, store.max_index(*tables))),
-                "X-Consul-KnownLeader": "true" if known_leader else "false",
-                "X-Consul-LastContact": str(agent.last_contact_ms()),
-                "X-Consul-Effective-Consistency": mode,
-            },
-        )
-
-    if index == 0 or store.max_index(*tables) > index:
-        return succeed(answer())
-    deadline = agent.clock.seconds() + wait + call.rng.random() * wait / 16
-
-    def until_changed(_: object = None) -> Deferred[Reply] | Reply:
-        remaining = deadline - agent.clock.seconds()
-        if store.max_index(*tables) > index or remaining <= 0:
-            return answer()
-        return agent.watches.wait(remaining).addCallback(until_changed)
-
-    result = until_changed()
-    return result if isinstance(result, Deferred) else succeed(result)

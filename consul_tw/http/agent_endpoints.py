@@ -18,10 +18,10 @@ from twisted.python.failure import Failure
 
 from consul_tw import __version__
 from consul_tw.agent import Agent
+from consul_tw.catalog.shapes import member_json
 from consul_tw.gossip.members import REVISION
 from consul_tw.http._request import ApiCall, HTTPError, Reply
 from consul_tw.http.root import Route
-from consul_tw.http.shapes import member_json
 from consul_tw.raft.node import describe_contact, format_servers
 
 

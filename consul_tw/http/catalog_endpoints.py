@@ -1,5 +1,12 @@
 # -*- test-case-name: tests.unit.http.test_api -*-
-"""``/v1/catalog/*`` reads: nodes, one node, services, one service, datacenters."""
+"""
+``/v1/catalog/*`` reads: nodes, one node, services, one service, datacenters.
+
+Each handler turns the query into a named catalog read
+(:mod:`consul_tw.catalog.reads`) and renders the answer with Consul's
+headers; the agent answers it from its store (a server) or forwards it to
+a server (a client), so both give the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from consul_tw.catalog.store import NODES, SERVICES, StateStore
-from consul_tw.http._request import ApiCall, HTTPError, Reply, catalog_read
+from consul_tw.catalog.reads import ReadOptions, ReadResult
+from consul_tw.http._request import ApiCall, HTTPError, Reply, blocking_params, check_datacenter
 from consul_tw.http.root import Route
-from consul_tw.http.shapes import node_json, node_service_json, service_node_json
 
 
 def _node_meta_filter(call: ApiCall) -> dict[str, str]:
@@ -21,58 +27,52 @@ def _node_meta_filter(call: ApiCall) -> dict[str, str]:
     return wanted
 
 
-def _meta_matches(meta: Any, wanted: dict[str, str]) -> bool:
-    return all(meta.get(k) == v for k, v in wanted.items())
+def read(call: ApiCall, name: str, args: dict[str, Any]) -> Deferred[Reply]:
+    """Consul's read path: ``?dc``, consistency flags, blocking, X-Consul-* headers."""
+    check_datacenter(call)
+    stale, consistent = call.has("stale"), call.has("consistent")
+    if stale and consistent:
+        raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+    index, wait = blocking_params(call)
+    options = ReadOptions(stale=stale, consistent=consistent, index=index, wait=wait)
+
+    def render(result: ReadResult) -> Reply:
+        return Reply(
+            result.value,
+            headers={
+                "X-Consul-Index": str(result.index),
+                "X-Consul-KnownLeader": "true" if result.known_leader else "false",
+                "X-Consul-LastContact": str(result.last_contact_ms),
+                "X-Consul-Effective-Consistency": result.consistency,
+            },
+        )
+
+    return call.agent.read(name, args, options).addCallback(render)
 
 
 def nodes(call: ApiCall) -> Deferred[Reply]:
-    wanted = _node_meta_filter(call)
-    return catalog_read(
-        call,
-        (NODES,),
-        lambda store: [node_json(n) for n in store.nodes() if _meta_matches(n.meta, wanted)],
-    )
+    return read(call, "Catalog.ListNodes", {"node_meta": _node_meta_filter(call)})
 
 
 def node(call: ApiCall) -> Deferred[Reply]:
-    name = call.suffix
-    if not name:
+    if not call.suffix:
         raise HTTPError(400, "Missing node name")
-
-    def produce(store: StateStore) -> Any:
-        row = store.get_node(name)
-        if row is None:
-            return None
-        return {
-            "Node": node_json(row),
-            "Services": {s.id: node_service_json(s) for s in store.node_services(row.node)},
-        }
-
-    return catalog_read(call, (NODES, SERVICES), produce)
+    return read(call, "Catalog.NodeServices", {"node": call.suffix})
 
 
 def services(call: ApiCall) -> Deferred[Reply]:
-    return catalog_read(call, (SERVICES,), lambda store: store.services())
+    return read(call, "Catalog.ListServices", {})
 
 
 def service(call: ApiCall) -> Deferred[Reply]:
-    name = call.suffix
-    if not name:
+    if not call.suffix:
         raise HTTPError(400, "Missing service name")
-    tags = call.query.get("tag", [])
-    wanted = _node_meta_filter(call)
-
-    def produce(store: StateStore) -> Any:
-        found = []
-        for instance in store.service_instances(name):
-            instance_tags = {t.lower() for t in instance.service.tags}
-            if all(t.lower() in instance_tags for t in tags) and _meta_matches(
-                instance.node.meta, wanted
-            ):
-                found.append(service_node_json(instance.node, instance.service))
-        return found
-
-    return catalog_read(call, (NODES, SERVICES), produce)
+    args = {
+        "service": call.suffix,
+        "tags": call.query.get("tag", []),
+        "node_meta": _node_meta_filter(call),
+    }
+    return read(call, "Catalog.ServiceNodes", args)
 
 
 def datacenters(call: ApiCall) -> Reply:

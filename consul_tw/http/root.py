@@ -28,11 +28,12 @@ from consul_tw.catalog.store import RegistrationError
 from consul_tw.durations import format_duration
 from consul_tw.http import _json
 from consul_tw.http._request import ApiCall, HTTPError, Reply
+from consul_tw.rpc.client import RpcError
 
 Handler = Callable[[ApiCall], "Reply | Deferred[Reply]"]
 
 #: Errors that are part of normal operation: their message is the answer.
-EXPECTED_ERRORS = (NoClusterLeader, AgentNotServer, RegistrationError)
+EXPECTED_ERRORS = (NoClusterLeader, AgentNotServer, RegistrationError, RpcError)
 
 UI_DISABLED = (
     "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent "

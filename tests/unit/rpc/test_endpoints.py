@@ -1,0 +1,115 @@
+"""
+Forwarding between a client agent and a server over the RPC methods:
+the server's dispatcher on a dev agent, and a client agent whose RPC
+caller is wired straight to it (no sockets, one Clock).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from consul_tw._logging import HcLogger
+from consul_tw.build import build_agent
+from consul_tw.catalog.commands import NodeSpec, Register, encode_command
+from consul_tw.config import build_config
+from consul_tw.gossip.members import Member, server_tags
+from consul_tw.http.root import build_site
+from consul_tw.rpc.endpoints import build_dispatcher
+from consul_tw.rpc.protocol import HandlerError
+from consul_tw.testing.reactor import MemoryReactorWithUDP
+
+
+class DirectCaller:
+    """An RpcCaller that calls the server's dispatcher in memory."""
+
+    def __init__(self, dispatcher: Any) -> None:
+        self.dispatcher = dispatcher
+        self.calls: list[tuple[str, Any]] = []
+
+    def call(
+        self, host: str, port: int, method: str, args: Any = None, *, timeout: float | None = None
+    ) -> Deferred[Any]:
+        self.calls.append((method, args))
+        return maybeDeferred(self.dispatcher.dispatch, method, args)
+
+    def close(self) -> None:
+        pass
+
+
+class ForwardingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorWithUDP()
+        server_config = build_config(
+            dev=True, server=False, flags={"node": "srv"}, config_files=[], hostname="h"
+        )
+        self.server = build_agent(server_config, self.reactor)
+        self.server.startService()
+        self.reactor.advance(0.3)
+        self.dispatcher = build_dispatcher(self.server.agent)
+
+        client_reactor = MemoryReactorWithUDP()
+        client_config = build_config(
+            dev=False,
+            server=False,
+            flags={"node": "cli", "data-dir": "/d"},
+            config_files=[],
+            hostname="h",
+        )
+        self.client = build_agent(client_config, client_reactor)
+        self.caller = DirectCaller(self.dispatcher)
+        self.client.agent.rpc = self.caller
+        # The client learns its server from gossip: put it in the LAN view.
+        tags = server_tags(
+            datacenter="dc1",
+            node_id="x",
+            server_port=8300,
+            wan_port=8302,
+            bootstrap=False,
+            wan=False,
+        )
+        self.client.agent.lan._members["srv"] = Member(
+            name="srv", addr="127.0.0.1", port=8301, tags=tags
+        )
+        self.treq = StubTreq(build_site(self.client.agent, logger=HcLogger("agent.http")).resource)
+
+    def get(self, path: str) -> tuple[int, bytes, Any]:
+        response = self.successResultOf(self.treq.get("http://127.0.0.1:8500" + path))
+        return response.code, self.successResultOf(response.content()), response.headers
+
+    def test_client_reads_answer_like_the_server(self) -> None:
+        code, body, headers = self.get("/v1/catalog/nodes")
+        self.assertEqual(code, 200)
+        self.assertIn(b'"Node":"srv"', body)
+        self.assertEqual(headers.getRawHeaders("X-Consul-KnownLeader"), ["true"])
+        self.assertEqual(self.caller.calls[-1][0], "Catalog.Read")
+        code, body, _ = self.get("/v1/catalog/node/srv")
+        self.assertIn(b'"consul"', body)
+
+    def test_client_writes_go_through_the_server(self) -> None:
+        command = Register(node=NodeSpec(id="", node="cli", address="10.0.0.5", datacenter="dc1"))
+        done = self.client.agent.write(command)
+        self.reactor.advance(0)
+        self.successResultOf(done)
+        self.assertIsNotNone(self.server.agent.catalog().get_node("cli"))
+
+    def test_server_errors_reach_the_client(self) -> None:
+        bad = Register(node=NodeSpec(id="", node="", address="1.1.1.1", datacenter="dc1"))
+        applying = maybeDeferred(self.dispatcher.dispatch, "Catalog.Apply", encode_command(bad))
+        self.reactor.advance(0)  # the writer's Deferred fires one turn after the commit
+        failure = self.failureResultOf(applying)
+        self.assertIsInstance(failure.value, HandlerError)
+        self.assertEqual(failure.getErrorMessage(), "Must provide node")
+        self.failureResultOf(
+            maybeDeferred(self.dispatcher.dispatch, "Catalog.Read", "junk"), HandlerError
+        )
+
+    def test_status_methods(self) -> None:
+        leader = self.successResultOf(
+            maybeDeferred(self.dispatcher.dispatch, "Status.Leader", None)
+        )
+        peers = self.successResultOf(maybeDeferred(self.dispatcher.dispatch, "Status.Peers", None))
+        self.assertEqual((leader, peers), ("127.0.0.1:8300", ["127.0.0.1:8300"]))
