@@ -25,9 +25,9 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from consul_tw._logging import HcLogger
-from consul_tw.gossip.members import MemberStatus
 from consul_tw.gossip.memberlist.config import MemberlistConfig
 from consul_tw.gossip.memberlist.keyring import Keyring
+from consul_tw.gossip.members import MemberStatus
 from consul_tw.gossip.net import GossipNet
 from consul_tw.gossip.serf.config import SerfConfig
 from consul_tw.gossip.serf.events import UserEventReceived
@@ -44,8 +44,16 @@ pytestmark = [
 
 KEY = "MFGEKa64Dz/VEzW1NgiE4Kw69YFOn98xAr9JcWGuXXs="
 OTHER_KEY = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4="
-CLIENT_TAGS = {"role": "node", "dc": "dc1", "segment": "", "vsn": "2", "vsn_min": "2",
-               "vsn_max": "3", "build": "0.1.0:consultw", "id": "6a2b1c1e-0000-4000-8000-000000000001"}
+CLIENT_TAGS = {
+    "role": "node",
+    "dc": "dc1",
+    "segment": "",
+    "vsn": "2",
+    "vsn_min": "2",
+    "vsn_max": "3",
+    "build": "0.1.0:consultw",
+    "id": "6a2b1c1e-0000-4000-8000-000000000001",
+}
 CONFIG = SerfConfig(leave_propagate_delay=0.5)
 
 
@@ -77,12 +85,21 @@ def our_serf() -> Iterator[Callable[..., Ours]]:
     def start(name: str, *, key: str | None = None) -> Ours:
         (port,) = free_ports(1)
         keyring = Keyring.from_base64([key]) if key else None
-        net = GossipNet(reactor, "127.0.0.1", port, HcLogger(f"memberlist.{name}"),
-                        keyring=keyring)
+        net = GossipNet(reactor, "127.0.0.1", port, HcLogger(f"memberlist.{name}"), keyring=keyring)
         net.listen()
-        serf = Serf(CONFIG, MemberlistConfig.lan(), name, "127.0.0.1", net.bound_port,
-                    CLIENT_TAGS, reactor, random.Random(), net, HcLogger(f"serf.{name}"),
-                    keyring=keyring)
+        serf = Serf(
+            CONFIG,
+            MemberlistConfig.lan(),
+            name,
+            "127.0.0.1",
+            net.bound_port,
+            CLIENT_TAGS,
+            reactor,
+            random.Random(),
+            net,
+            HcLogger(f"serf.{name}"),
+            keyring=keyring,
+        )
         net.bind(serf)
         ours = Ours(serf, net)
         serf.subscribe(ours.events.append)
@@ -109,14 +126,20 @@ async def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any
         await deferLater(reactor, 0.1, lambda: None)  # real-time: polling real processes
 
 
-async def joined_pair(serf_pool: SerfPool, our_serf: Any, *, key: str | None = None,
-                      tags: dict[str, str] | None = None) -> tuple[SerfAgent, Ours]:
+async def joined_pair(
+    serf_pool: SerfPool,
+    our_serf: Any,
+    *,
+    key: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[SerfAgent, Ours]:
     agent = serf_pool.new("s1", tags=tags or {"role": "web"}, encrypt=key).start()
     ours = our_serf("tw1", key=key)
     await eventually(lambda: agent.members(), 10, "serf to answer RPC")
     assert await ours.serf.join([("127.0.0.1", agent.port)]) == 1
-    await eventually(lambda: agent.members().get("tw1", {}).get("status") == "alive", 10,
-                     "tw1 alive in serf")
+    await eventually(
+        lambda: agent.members().get("tw1", {}).get("status") == "alive", 10, "tw1 alive in serf"
+    )
     return agent, ours
 
 
@@ -138,8 +161,9 @@ async def test_serf_joins_us(serf_pool: SerfPool, our_serf: Any) -> None:
     ours = our_serf("tw1")
     agent = serf_pool.new("s1").start(join=f"127.0.0.1:{ours.serf.memberlist.port}")
     await eventually(lambda: ours.status("s1") is MemberStatus.ALIVE, 10, "s1 alive here")
-    await eventually(lambda: agent.members().get("tw1", {}).get("status") == "alive", 10,
-                     "tw1 alive in serf")
+    await eventually(
+        lambda: agent.members().get("tw1", {}).get("status") == "alive", 10, "tw1 alive in serf"
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -147,9 +171,14 @@ async def test_our_graceful_leave_is_left_in_serf(serf_pool: SerfPool, our_serf:
     agent, ours = await joined_pair(serf_pool, our_serf)
     await ours.serf.leave()
     assert ours.serf.local_member().status is MemberStatus.LEFT
-    status = await eventually(lambda: agent.members().get("tw1", {}).get("status") in
-                              ("left", "failed") and agent.members()["tw1"]["status"], 5,
-                              "tw1 gone in serf")
+    status = await eventually(
+        lambda: (
+            agent.members().get("tw1", {}).get("status") in ("left", "failed")
+            and agent.members()["tw1"]["status"]
+        ),
+        5,
+        "tw1 gone in serf",
+    )
     assert status == "left"
     assert "EventMemberFailed: tw1" not in agent.log
 
@@ -175,13 +204,13 @@ async def test_killed_serf_is_failed_here(serf_pool: SerfPool, our_serf: Any) ->
 async def test_our_shutdown_is_failed_in_serf(serf_pool: SerfPool, our_serf: Any) -> None:
     agent, ours = await joined_pair(serf_pool, our_serf)
     ours.serf.shutdown()  # no goodbye
-    await eventually(lambda: agent.members().get("tw1", {}).get("status") == "failed", 15,
-                     "tw1 failed in serf")
+    await eventually(
+        lambda: agent.members().get("tw1", {}).get("status") == "failed", 15, "tw1 failed in serf"
+    )
 
 
 @pytest_twisted.ensureDeferred
-async def test_serf_query_gets_our_ack_and_response(serf_pool: SerfPool, our_serf: Any
-                                                    ) -> None:
+async def test_serf_query_gets_our_ack_and_response(serf_pool: SerfPool, our_serf: Any) -> None:
     agent, ours = await joined_pair(serf_pool, our_serf)
     asked: list[QueryReceived] = []
 
@@ -193,8 +222,9 @@ async def test_serf_query_gets_our_ack_and_response(serf_pool: SerfPool, our_ser
     # The CLI blocks until its timeout: run it off the reactor thread.
     from twisted.internet.threads import deferToThread
 
-    result = await deferToThread(agent.command, "query", "-format=json", "-timeout=2s",
-                                 "myq", "ping")
+    result = await deferToThread(
+        agent.command, "query", "-format=json", "-timeout=2s", "myq", "ping"
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert sorted(out["Acks"]) == ["s1", "tw1"]

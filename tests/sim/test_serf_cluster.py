@@ -40,20 +40,25 @@ class SerfClusterTests(SynchronousTestCase):
             c.add(i, tags=tags(i))
         for i in range(1, N):
             c.clock.callLater(i * 0.01, c.nodes[f"n{i}"].join, [(c.addr(0), PORT)])
-        c.run_until(lambda: self.everyone_sees(c, MemberStatus.ALIVE), limit=CONVERGE,
-                    step=0.1)
+        c.run_until(lambda: self.everyone_sees(c, MemberStatus.ALIVE), limit=CONVERGE, step=0.1)
         return c
 
-    def statuses(self, c: SerfCluster, about: str, observers: list[str] | None = None
-                 ) -> set[MemberStatus | None]:
+    def statuses(
+        self, c: SerfCluster, about: str, observers: list[str] | None = None
+    ) -> set[MemberStatus | None]:
         """What the running nodes other than ``about`` think of it."""
-        names = observers if observers is not None else [
-            n for n, serf in c.nodes.items() if n != about and not serf.memberlist.is_shut_down
-        ]
+        names = (
+            observers
+            if observers is not None
+            else [
+                n for n, serf in c.nodes.items() if n != about and not serf.memberlist.is_shut_down
+            ]
+        )
         return {c.status(o, about) for o in names}
 
-    def everyone_sees(self, c: SerfCluster, status: MemberStatus,
-                      names: list[str] | None = None) -> bool:
+    def everyone_sees(
+        self, c: SerfCluster, status: MemberStatus, names: list[str] | None = None
+    ) -> bool:
         names = names if names is not None else list(c.nodes)
         return all(c.status(o, n) == status for o in names for n in names)
 
@@ -78,11 +83,13 @@ class SerfClusterTests(SynchronousTestCase):
         c.run(60.0)
         for observer in c.nodes.values():
             # (n0, the seed, never joined anyone, so it never sent a join intent.)
-            self.assertTrue(all(m.status_ltime > 0 for m in observer.table.members.values()
-                                if m.name != "n0"))
+            self.assertTrue(
+                all(m.status_ltime > 0 for m in observer.table.members.values() if m.name != "n0")
+            )
             self.assertEqual(observer.stats()["members"], str(N))
-        self.assertFalse(any(e.type is EventType.MEMBER_FAILED
-                             for events in c.events.values() for e in events))
+        self.assertFalse(
+            any(e.type is EventType.MEMBER_FAILED for events in c.events.values() for e in events)
+        )
 
     def test_crashed_member_is_failed_everywhere(self) -> None:
         """
@@ -93,16 +100,19 @@ class SerfClusterTests(SynchronousTestCase):
         c = self.cluster(seed=2)
         c.run(5.0)
         c.net.crash(c.addr(17), PORT)
-        took = c.run_until(lambda: self.statuses(c, "n17") == {MemberStatus.FAILED},
-                           limit=120.0, step=0.1)
+        took = c.run_until(
+            lambda: self.statuses(c, "n17") == {MemberStatus.FAILED}, limit=120.0, step=0.1
+        )
         min_timeout = suspicion_timeout(LAN.suspicion_mult, N, LAN.probe_interval)
-        self.assertLessEqual(took, LAN.suspicion_max_timeout_mult * min_timeout
-                             + 5 * LAN.probe_interval)
+        self.assertLessEqual(
+            took, LAN.suspicion_max_timeout_mult * min_timeout + 5 * LAN.probe_interval
+        )
         self.assertGreaterEqual(took, min_timeout)
         for name in c.nodes:
             if name != "n17":
-                self.assertEqual(c.event_types(name, "n17"),
-                                 [EventType.MEMBER_JOIN, EventType.MEMBER_FAILED])
+                self.assertEqual(
+                    c.event_types(name, "n17"), [EventType.MEMBER_JOIN, EventType.MEMBER_FAILED]
+                )
 
     def test_graceful_leave_is_leaving_then_left_everywhere(self) -> None:
         """
@@ -131,9 +141,14 @@ class SerfClusterTests(SynchronousTestCase):
         self.assertLess(took, c.config.broadcast_timeout)
         saw_leaving = 0
         for o in observers:
-            self.assertIn(history[o], ([MemberStatus.ALIVE, MemberStatus.LEAVING,
-                                        MemberStatus.LEFT],
-                                       [MemberStatus.ALIVE, MemberStatus.LEFT]), o)
+            self.assertIn(
+                history[o],
+                (
+                    [MemberStatus.ALIVE, MemberStatus.LEAVING, MemberStatus.LEFT],
+                    [MemberStatus.ALIVE, MemberStatus.LEFT],
+                ),
+                o,
+            )
             saw_leaving += MemberStatus.LEAVING in history[o]
             self.assertNotIn(EventType.MEMBER_FAILED, c.event_types(o, "n23"))
         self.assertGreaterEqual(saw_leaving, len(observers) - 3)
@@ -160,8 +175,9 @@ class SerfClusterTests(SynchronousTestCase):
         c.net._endpoint(c.addr(31), PORT).crashed = False
         restarted = c.add(31, tags=tags(31))
         restarted.join([(c.addr(0), PORT)])
-        took = c.run_until(lambda: self.statuses(c, "n31") == {MemberStatus.ALIVE},
-                           limit=10.0, step=0.1)
+        took = c.run_until(
+            lambda: self.statuses(c, "n31") == {MemberStatus.ALIVE}, limit=10.0, step=0.1
+        )
         self.assertLess(took, 10.0)
         incarnation = c.nodes["n0"].memberlist.node("n31").incarnation  # type: ignore[union-attr]
         self.assertGreater(incarnation, old_incarnation)
@@ -190,7 +206,9 @@ class SerfClusterTests(SynchronousTestCase):
         def split() -> bool:
             return all(
                 c.status(o, n) == MemberStatus.FAILED
-                for side, other in ((left, right), (right, left)) for o in side for n in other
+                for side, other in ((left, right), (right, left))
+                for o in side
+                for n in other
             )
 
         c.run_until(split, limit=120.0, step=0.5)
@@ -198,11 +216,16 @@ class SerfClusterTests(SynchronousTestCase):
         self.assertTrue(split())
         healed_at = c.clock.seconds()
         c.net.heal()
-        healed = c.run_until(lambda: self.everyone_sees(c, MemberStatus.ALIVE), limit=100.0,
-                             step=0.5)
+        healed = c.run_until(
+            lambda: self.everyone_sees(c, MemberStatus.ALIVE), limit=100.0, step=0.5
+        )
         self.assertLessEqual(healed, 2 * c.config.reconnect_interval + 20.0)
-        self.assertTrue(any(t.startswith("serf: attempting reconnect to") and when >= healed_at
-                            for when, _, _, t in c.lines))
+        self.assertTrue(
+            any(
+                t.startswith("serf: attempting reconnect to") and when >= healed_at
+                for when, _, _, t in c.lines
+            )
+        )
 
     def test_failed_members_are_reaped_after_reconnect_timeout(self) -> None:
         """
@@ -212,8 +235,7 @@ class SerfClusterTests(SynchronousTestCase):
         Bound: the timeout + one reap interval + 15 s of failure detection
         spread.
         """
-        config = attrs.evolve(SERF, reconnect_timeout=600.0,
-                              tombstone_timeout=300.0)
+        config = attrs.evolve(SERF, reconnect_timeout=600.0, tombstone_timeout=300.0)
         c = self.cluster(seed=6, config=config)
         c.nodes["n9"].leave()
         c.run(10.0)
@@ -221,9 +243,13 @@ class SerfClusterTests(SynchronousTestCase):
         c.net.crash(c.addr(12), PORT)
         c.run_until(lambda: self.statuses(c, "n12") == {MemberStatus.FAILED}, limit=120.0)
         failed_at = min(
-            next(t for t, n, _, text in c.lines if n == o and text.startswith(
-                "serf: EventMemberFailed: n12 "))
-            for o in c.nodes if o not in ("n9", "n12")
+            next(
+                t
+                for t, n, _, text in c.lines
+                if n == o and text.startswith("serf: EventMemberFailed: n12 ")
+            )
+            for o in c.nodes
+            if o not in ("n9", "n12")
         )
         gone = c.run_until(lambda: self.statuses(c, "n9") == {None}, limit=600.0, step=1.0)
         self.assertEqual(self.statuses(c, "n12"), {MemberStatus.FAILED})

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from consul_tw._logging import HcLogger
 from consul_tw.gossip.gomsgpack import WireError
 from consul_tw.gossip.memberlist.messages import NodeState
 from consul_tw.gossip.memberlist.state import Node, version_byte
@@ -76,11 +77,12 @@ class MemberState:
 
     def member(self) -> Member:
         v = self.vsn
+        # mypy misreads Member's ``converter=dict`` on tags, hence the ignore.
         return Member(
             name=self.name,
             addr=self.addr,
             port=self.port,
-            tags=self.tags,
+            tags=self.tags,  # type: ignore[arg-type]
             status=self.status,
             protocol_min=version_byte(v, 0),
             protocol_max=version_byte(v, 1),
@@ -91,11 +93,12 @@ class MemberState:
         )
 
 
-def node_tags(node: Node, serf: Serf) -> dict[str, str]:
+def node_tags(node: Node, logger: HcLogger) -> dict[str, str]:
+    """A node's tags; undecodable meta is logged and read as no tags, as Serf does."""
     try:
         return decode_tags(node.meta)
     except WireError as e:
-        serf.logger.error(f"serf: Failed to decode tags: {e}")
+        logger.error(f"serf: Failed to decode tags: {e}")
         return {}
 
 
@@ -134,7 +137,7 @@ class MemberTable:
                 node.name,
                 node.addr,
                 node.port,
-                node_tags(node, self.serf),
+                node_tags(node, self.serf.logger),
                 node.vsn,
                 MemberStatus.ALIVE,
             )
@@ -150,7 +153,7 @@ class MemberTable:
             member.status = MemberStatus.ALIVE
             member.leave_time = 0.0
             member.addr, member.port = node.addr, node.port
-            member.tags = node_tags(node, self.serf)
+            member.tags = node_tags(node, self.serf.logger)
         member.vsn = node.vsn
         if old_status in (MemberStatus.FAILED, MemberStatus.LEFT):
             self._forget(member.name)
@@ -184,7 +187,7 @@ class MemberTable:
         if member is None:
             return
         member.addr, member.port = node.addr, node.port
-        member.tags = node_tags(node, self.serf)
+        member.tags = node_tags(node, self.serf.logger)
         member.vsn = node.vsn
         self._emit(EventType.MEMBER_UPDATE, member)
 
@@ -265,17 +268,20 @@ class MemberTable:
     def reap(self, now: float) -> None:
         """Forget failed members past the reconnect timeout, left ones past the tombstone's."""
         cfg = self.serf.config
-        for kind, timeout in (("failed", cfg.reconnect_timeout), ("left", cfg.tombstone_timeout)):
-            keep = []
-            for member in getattr(self, kind):
-                if now - member.leave_time <= timeout:
-                    keep.append(member)
-                elif self.members.get(member.name) is member:
-                    self._erase(member)
-            setattr(self, kind, keep)
+        self.failed = self._reap(self.failed, now, cfg.reconnect_timeout)
+        self.left = self._reap(self.left, now, cfg.tombstone_timeout)
         for name, intent in list(self.recent_intents.items()):
             if now - intent.wall_time > cfg.recent_intent_timeout:
                 del self.recent_intents[name]
+
+    def _reap(self, old: list[MemberState], now: float, timeout: float) -> list[MemberState]:
+        keep = []
+        for member in old:
+            if now - member.leave_time <= timeout:
+                keep.append(member)
+            elif self.members.get(member.name) is member:
+                self._erase(member)
+        return keep
 
     # -- push/pull --------------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -52,10 +52,20 @@ class QueryError(Exception):
     """A query could not be sent or answered (text as serf's)."""
 
 
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(names)
+
+
+def _tag_filters(tags: Mapping[str, str]) -> dict[str, str]:
+    return dict(tags)
+
+
 @attrs.frozen(kw_only=True)
 class QueryParams:
-    filter_nodes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    filter_tags: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    """What ``Serf.query`` sends: filters (all must match), ack request, relays, timeout."""
+
+    filter_nodes: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    filter_tags: dict[str, str] = attrs.field(factory=dict, converter=_tag_filters)
     request_ack: bool = False
     relay_factor: int = 0
     #: Seconds; None means Serf's default for the cluster size.

@@ -14,8 +14,9 @@ takes inbound traffic (``packet_received``, ``push_pull_received``,
 
 Everything runs on the injected clock: the reap and reconnect timers,
 leave's waits and query deadlines are cancelled by ``shutdown()``.  The
-rules of member status live in :mod:`.intents`, user events in
-:mod:`.events`, queries in :mod:`.queries` and :mod:`.internal`.
+rules of member status live in :mod:`.intents`, the memberlist delegate
+methods in :mod:`.delegate`, user events in :mod:`.events`, queries in
+:mod:`.queries` and :mod:`.internal`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from consul_tw._logging import HcLogger
-from consul_tw.gossip.gomsgpack import WireError
 from consul_tw.gossip.memberlist.broadcasts import (
     BroadcastTimeout,
     BroadcastWaiter,
@@ -42,22 +42,18 @@ from consul_tw.gossip.memberlist.config import MemberlistConfig
 from consul_tw.gossip.memberlist.interfaces import IGossipTransport
 from consul_tw.gossip.memberlist.keyring import Keyring
 from consul_tw.gossip.memberlist.memberlist import Memberlist, MemberlistShutdown
-from consul_tw.gossip.memberlist.messages import Ack, Message, NodeState, Ping, PushPull, User
-from consul_tw.gossip.memberlist.state import Node
-from consul_tw.gossip.members import Member, MemberStatus
-from consul_tw.gossip.serf.codec import decode_serf, encode_serf, encode_tags
+from consul_tw.gossip.memberlist.messages import User
+from consul_tw.gossip.members import Member
+from consul_tw.gossip.serf.codec import encode_serf, encode_tags
 from consul_tw.gossip.serf.config import SerfConfig
+from consul_tw.gossip.serf.delegate import SerfDelegate
 from consul_tw.gossip.serf.events import EventDispatcher, UserEventReceived, UserEvents
-from consul_tw.gossip.serf.intents import MemberTable, node_tags
+from consul_tw.gossip.serf.intents import MemberTable
 from consul_tw.gossip.serf.internal import InternalQueries
 from consul_tw.gossip.serf.lamport import LamportClock
 from consul_tw.gossip.serf.messages import (
     JoinIntent,
     LeaveIntent,
-    PushPullState,
-    Query,
-    QueryResponse,
-    Relay,
     UserEvent,
 )
 from consul_tw.gossip.serf.pool import MemberEvent
@@ -86,7 +82,7 @@ class SerfShutdown(SerfError):
     """The node has been shut down."""
 
 
-class Serf:
+class Serf(SerfDelegate):
     def __init__(
         self,
         config: SerfConfig,
@@ -126,7 +122,6 @@ class Serf:
         self._reconnect_timer: IDelayedCall | None = None
         self._started = False
         self._join_ignore = 0
-        self._leaving: Deferred[None] | None = None
         self._leave_done: list[Deferred[None]] = []
 
         mult = memberlist_config.retransmit_mult
@@ -154,10 +149,6 @@ class Serf:
             vsn=bytes([1, 5, 2, 2, 5, delegate_version]),
             size_of=lambda m: len(encode_message(m)),  # type: ignore[arg-type]
         )
-
-    def _num_nodes(self) -> int:
-        ml = getattr(self, "memberlist", None)
-        return ml.num_members() if ml is not None else 1
 
     # -- lifecycle --------------------------------------------------------
 
@@ -270,14 +261,6 @@ class Serf:
         self.events.subscribe_queries(callback)
 
     # -- broadcasting -----------------------------------------------------
-
-    def queue_broadcast(
-        self, queue: TransmitLimitedQueue, raw: bytes, notify: Callable[[], object] | None = None
-    ) -> None:
-        queue.queue(raw, notify=notify)
-        depth = max(self.config.min_queue_depth, 2 * self._num_nodes())
-        if len(queue) > depth:
-            queue.prune(depth)
 
     def send_user(self, addr: str, port: int, raw: bytes) -> None:
         """One Serf message straight to ``addr:port`` as a UDP user message."""
@@ -456,143 +439,3 @@ class Serf:
                 f"serf: reconnect to {member.name} failed: {f.getErrorMessage()}"
             )
         )
-
-    # -- inbound traffic (for the transport) ---------------------------------
-
-    def packet_received(self, from_addr: str, from_port: int, messages: list[Message]) -> None:
-        self.memberlist.packet_received(from_addr, from_port, messages)
-
-    def push_pull_received(self, from_addr: str, from_port: int, remote: PushPull) -> PushPull:
-        return self.memberlist.push_pull_received(from_addr, from_port, remote)
-
-    def stream_ping_received(self, ping: Ping) -> Ack | None:
-        return self.memberlist.stream_ping_received(ping)
-
-    # -- IMemberlistDelegate ------------------------------------------------
-
-    def node_meta(self, limit: int) -> bytes:
-        return encode_tags(self.tags)
-
-    def notify_user(self, payload: bytes) -> None:
-        try:
-            msg = decode_serf(payload)
-        except WireError as e:
-            self.logger.warn(f"serf: Received bad message: {e}")
-            return
-        queue = self.broadcasts
-        rebroadcast = False
-        if isinstance(msg, LeaveIntent):
-            self.logger.debug(f"serf: messageLeaveType: {msg.node}")
-            rebroadcast = self.table.leave_intent(msg)
-        elif isinstance(msg, JoinIntent):
-            self.logger.debug(f"serf: messageJoinType: {msg.node}")
-            rebroadcast = self.table.join_intent(msg)
-        elif isinstance(msg, UserEvent):
-            self.logger.debug(f"serf: messageUserEventType: {msg.name}")
-            rebroadcast, queue = self.user_events.handle(msg), self.event_broadcasts
-        elif isinstance(msg, Query):
-            self.logger.debug(f"serf: messageQueryType: {msg.name}")
-            rebroadcast, queue = self.queries.handle_query(msg), self.query_broadcasts
-        elif isinstance(msg, QueryResponse):
-            self.logger.debug(f"serf: messageQueryResponseType: {msg.from_node}")
-            self.queries.handle_response(msg)
-        elif isinstance(msg, Relay):
-            self.queries.relay_received(msg)
-        else:
-            self.logger.warn(f"serf: Received message of unknown type: {payload[0]}")
-        if rebroadcast:
-            self.queue_broadcast(queue, bytes(payload))
-
-    def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
-        out: list[bytes] = []
-        for queue in (self.broadcasts, self.query_broadcasts, self.event_broadcasts):
-            used = sum(len(m) + overhead for m in out)
-            if limit - used <= overhead:
-                break
-            out.extend(queue.get(limit - used, overhead=overhead))  # type: ignore[misc]
-        return out
-
-    def local_state(self, join: bool) -> bytes:
-        return encode_serf(
-            PushPullState(
-                ltime=self.member_clock.time(),
-                status_ltimes=self.table.status_ltimes(),
-                left_members=self.table.left_names(),
-                event_ltime=self.event_clock.time(),
-                events=self.user_events.ring(),
-                query_ltime=self.query_clock.time(),
-            )
-        )
-
-    def merge_remote_state(self, data: bytes, join: bool) -> None:
-        try:
-            pp = decode_serf(data)
-        except WireError as e:
-            self.logger.error(f"serf: Failed to decode remote state: {e}")
-            return
-        if not isinstance(pp, PushPullState):
-            self.logger.error(f"serf: Remote state has bad type prefix: {data[0]}")
-            return
-        if pp.ltime > 0:
-            self.member_clock.witness(pp.ltime - 1)
-        if pp.event_ltime > 0:
-            self.event_clock.witness(pp.event_ltime - 1)
-        if pp.query_ltime > 0:
-            self.query_clock.witness(pp.query_ltime - 1)
-        self.table.merge(pp.status_ltimes, pp.left_members)
-        if join and self._join_ignore and pp.event_ltime > self.user_events.min_time:
-            self.user_events.min_time = pp.event_ltime
-        self.user_events.merge(pp.events)
-
-    def notify_join(self, node: Node) -> None:
-        self.table.node_joined(node)
-
-    def notify_leave(self, node: Node) -> None:
-        self.table.node_left(node)
-
-    def notify_update(self, node: Node) -> None:
-        self.table.node_updated(node)
-
-    def _as_member(self, node: Node) -> Member:
-        status = MemberStatus.LEFT if node.state == NodeState.LEFT else MemberStatus.NONE
-        return Member(
-            name=node.name,
-            addr=node.addr,
-            port=node.port,
-            tags=node_tags(node, self),
-            status=status,
-            protocol_min=node.pmin,
-            protocol_max=node.pmax,
-            protocol_cur=node.pcur,
-            delegate_min=node.dmin,
-            delegate_max=node.dmax,
-            delegate_cur=node.dcur,
-        )
-
-    def notify_alive(self, node: Node) -> str | None:
-        if self.merge_check is None:
-            return None
-        return self.merge_check([self._as_member(node)])
-
-    def notify_merge(self, nodes: list[Node]) -> str | None:
-        if self.merge_check is None:
-            return None
-        return self.merge_check([self._as_member(n) for n in nodes])
-
-    def notify_conflict(self, existing: Node, other: Node) -> None:
-        if existing.name != self.name:
-            self.logger.warn(
-                f"serf: Name conflict for '{existing.name}' both {existing.addr}:{existing.port}"
-                f" and {other.addr}:{other.port} are claiming"
-            )
-            return
-        self.logger.error(
-            f"serf: Node name conflicts with another node at {other.addr}:{other.port}."
-            " Names must be unique! (Resolution enabled: false)"
-        )
-
-    def ack_payload(self) -> bytes:
-        return b""
-
-    def notify_ping_complete(self, node: Node, rtt: float, payload: bytes) -> None:
-        pass

@@ -96,22 +96,35 @@ class SerfCluster:
     keep_debug: bool = True
 
     def __attrs_post_init__(self) -> None:
-        self.net = SimNetwork(self.clock, random.Random(self.seed),
-                              tcp_timeout=self.ml_config.tcp_timeout)
+        self.net = SimNetwork(
+            self.clock, random.Random(self.seed), tcp_timeout=self.ml_config.tcp_timeout
+        )
 
     @staticmethod
     def addr(i: int) -> str:
         return f"10.0.{i // 200}.{i % 200 + 1}"
 
-    def add(self, i: int, *, tags: Mapping[str, str] | None = None, start: bool = True,
-            name: str | None = None, **kwargs: Any) -> Serf:
+    def add(
+        self,
+        i: int,
+        *,
+        tags: Mapping[str, str] | None = None,
+        start: bool = True,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> Serf:
         name = name or f"n{i}"
         addr = self.addr(i)
         net = self.net
         serf = Serf(
-            self.config, self.ml_config, name, addr, PORT,
+            self.config,
+            self.ml_config,
+            name,
+            addr,
+            PORT,
             tags if tags is not None else {"role": "node", "dc": "dc1"},
-            net.clock_for(addr, PORT), random.Random(self.seed * 7919 + i),
+            net.clock_for(addr, PORT),
+            random.Random(self.seed * 7919 + i),
             net.transport_for(addr, PORT),
             ListLogger(name, self.lines, self.clock, self.keep_debug),  # type: ignore[arg-type]
             **kwargs,
@@ -167,7 +180,8 @@ class SerfCluster:
 
 def stats_keys() -> set[str]:
     placeholder = Membership(
-        local=Member(name="x", addr="127.0.0.1", port=PORT), clock=Clock(),
+        local=Member(name="x", addr="127.0.0.1", port=PORT),
+        clock=Clock(),
         logger=ListLogger("x", [], Clock()),  # type: ignore[arg-type]
     )
     return set(placeholder.stats())
@@ -193,8 +207,14 @@ class LifecycleTests(SerfTestCase):
             (me.status, dict(me.tags), me.addr, me.port),
             (MemberStatus.ALIVE, {"role": "node", "dc": "dc1"}, "10.0.0.1", PORT),
         )
-        versions = (me.protocol_min, me.protocol_max, me.protocol_cur,
-                    me.delegate_min, me.delegate_max, me.delegate_cur)
+        versions = (
+            me.protocol_min,
+            me.protocol_max,
+            me.protocol_cur,
+            me.delegate_min,
+            me.delegate_max,
+            me.delegate_cur,
+        )
         self.assertEqual(versions, (1, 5, 2, 2, 5, 4))
         self.assertEqual(n0.memberlist.local_node().vsn, bytes([1, 5, 2, 2, 5, 4]))
         self.assertEqual(set(n0.stats()), stats_keys())
@@ -211,8 +231,10 @@ class LifecycleTests(SerfTestCase):
         for serf in (n0, n1):
             self.assertEqual(
                 {m.name: (m.status, dict(m.tags)) for m in serf.members()},
-                {"n0": (MemberStatus.ALIVE, {"role": "web"}),
-                 "n1": (MemberStatus.ALIVE, {"role": "db"})},
+                {
+                    "n0": (MemberStatus.ALIVE, {"role": "web"}),
+                    "n1": (MemberStatus.ALIVE, {"role": "db"}),
+                },
             )
         # n1's join intent reached n0 and set its status time.
         self.assertGreater(n0.table.get("n1").status_ltime, 0)  # type: ignore[union-attr]
@@ -259,19 +281,18 @@ class LeaveAndFailureTests(SerfTestCase):
         self.assertEqual(c.status("n2", "n2"), MemberStatus.LEAVING)
         c.run_until(watch, limit=10.0, step=0.01)
         for history in seen.values():
-            self.assertEqual(history, [MemberStatus.ALIVE, MemberStatus.LEAVING,
-                                       MemberStatus.LEFT])
+            self.assertEqual(history, [MemberStatus.ALIVE, MemberStatus.LEAVING, MemberStatus.LEFT])
         self.assertNoResult(left)  # keeps answering probes for the propagate delay
         everyone_knew = c.clock.seconds()
         c.run_until(lambda: left.called, limit=10.0)
         self.assertIsNone(self.successResultOf(left))
-        self.assertGreaterEqual(c.clock.seconds() - everyone_knew,
-                                c.config.leave_propagate_delay)
-        self.assertLess(c.clock.seconds() - started,
-                        2 * c.config.broadcast_timeout + c.config.leave_propagate_delay)
+        self.assertGreaterEqual(c.clock.seconds() - everyone_knew, c.config.leave_propagate_delay)
+        self.assertLess(
+            c.clock.seconds() - started,
+            2 * c.config.broadcast_timeout + c.config.leave_propagate_delay,
+        )
         self.assertEqual(c.status("n2", "n2"), MemberStatus.LEFT)
-        self.assertEqual(c.event_types("n2", "n2"), [EventType.MEMBER_JOIN,
-                                                     EventType.MEMBER_LEAVE])
+        self.assertEqual(c.event_types("n2", "n2"), [EventType.MEMBER_JOIN, EventType.MEMBER_LEAVE])
         self.assertTrue(c.logged("n2", "serf: EventMemberLeave: n2 10.0.0.3"))
         self.assertTrue(c.logged("n0", "serf: EventMemberLeave: n2 10.0.0.3"))
         self.assertNotIn(EventType.MEMBER_FAILED, c.event_types("n0", "n2"))
@@ -284,11 +305,11 @@ class LeaveAndFailureTests(SerfTestCase):
         c.start(2)
         n0 = c.nodes["n0"]
         incarnation = n0.memberlist.node("n1").incarnation  # type: ignore[union-attr]
-        n0.packet_received(c.addr(1), PORT, [Dead(incarnation=incarnation, node="n1",
-                                                  from_node="n1")])
+        n0.packet_received(
+            c.addr(1), PORT, [Dead(incarnation=incarnation, node="n1", from_node="n1")]
+        )
         self.assertEqual(c.status("n0", "n1"), MemberStatus.LEFT)
-        self.assertEqual(c.event_types("n0", "n1"), [EventType.MEMBER_JOIN,
-                                                     EventType.MEMBER_LEAVE])
+        self.assertEqual(c.event_types("n0", "n1"), [EventType.MEMBER_JOIN, EventType.MEMBER_LEAVE])
         # The intent arriving afterwards is news to pass on, and changes nothing.
         ltime = n0.member_clock.time()
         self.assertTrue(n0.table.leave_intent(LeaveIntent(ltime=ltime, node="n1")))
@@ -302,18 +323,19 @@ class LeaveAndFailureTests(SerfTestCase):
         c.clock.advance(0)
         self.assertIsNone(self.successResultOf(left))
         self.assertEqual(n0.local_member().status, MemberStatus.LEFT)
-        self.assertEqual(c.event_types("n0", "n0"), [EventType.MEMBER_JOIN,
-                                                     EventType.MEMBER_LEAVE])
+        self.assertEqual(c.event_types("n0", "n0"), [EventType.MEMBER_JOIN, EventType.MEMBER_LEAVE])
 
     def test_crashed_member_is_failed(self) -> None:
         c = self.cluster()
         c.start(3)
         c.net.crash(c.addr(2), PORT)
-        took = c.run_until(lambda: all(c.status(o, "n2") == MemberStatus.FAILED
-                                       for o in ("n0", "n1")), limit=30.0)
+        took = c.run_until(
+            lambda: all(c.status(o, "n2") == MemberStatus.FAILED for o in ("n0", "n1")), limit=30.0
+        )
         self.assertLess(took, 15.0)
-        self.assertEqual(c.event_types("n0", "n2"), [EventType.MEMBER_JOIN,
-                                                     EventType.MEMBER_FAILED])
+        self.assertEqual(
+            c.event_types("n0", "n2"), [EventType.MEMBER_JOIN, EventType.MEMBER_FAILED]
+        )
         self.assertTrue(c.logged("n0", "serf: EventMemberFailed: n2 10.0.0.3"))
         self.assertEqual(c.nodes["n0"].stats()["failed"], "1")
 
@@ -341,8 +363,9 @@ class LeaveAndFailureTests(SerfTestCase):
         c.run(2.0)
         for observer in ("n0", "n1"):
             self.assertIsNone(c.status(observer, "n2"))
-            self.assertEqual(c.event_types(observer, "n2")[-2:],
-                             [EventType.MEMBER_LEAVE, EventType.MEMBER_REAP])
+            self.assertEqual(
+                c.event_types(observer, "n2")[-2:], [EventType.MEMBER_LEAVE, EventType.MEMBER_REAP]
+            )
         self.assertTrue(c.logged("n1", "serf: EventMemberReap (forced): n2 10.0.0.3"))
 
     def test_force_leave_of_an_alive_member_is_refuted(self) -> None:
@@ -354,6 +377,30 @@ class LeaveAndFailureTests(SerfTestCase):
         for observer in ("n0", "n1", "n2"):
             self.assertEqual(c.status(observer, "n1"), MemberStatus.ALIVE)
         self.assertTrue(c.logged("n1", "serf: Refuting an older leave intent"))
+
+    def test_reconnect_heals_a_partition(self) -> None:
+        """Long after memberlist stopped gossiping to the dead, Serf's reconnect heals."""
+        c = self.cluster()
+        c.start(3)
+        c.net.partition([c.addr(0), c.addr(1)], [c.addr(2)])
+        c.run_until(
+            lambda: c.status("n0", "n2") == c.status("n2", "n0") == MemberStatus.FAILED,
+            limit=60.0,
+        )
+        c.run(c.ml_config.gossip_to_the_dead_time + 5.0)
+        self.assertIsNone(c.nodes["n0"].memberlist.node("n2"))  # memberlist forgot it
+        healed_at = c.clock.seconds()
+        c.net.heal()
+        c.run_until(
+            lambda: all(c.status(o, n) == MemberStatus.ALIVE for o in c.nodes for n in c.nodes),
+            limit=2 * c.config.reconnect_interval + 10.0,
+        )
+        self.assertTrue(
+            any(
+                t.startswith("serf: attempting reconnect to ") and when >= healed_at
+                for when, _, _, t in c.lines
+            )
+        )
 
     def test_failed_and_left_members_are_reaped(self) -> None:
         cfg = SerfConfig(reconnect_timeout=60.0, tombstone_timeout=120.0, reap_interval=5.0)
@@ -383,8 +430,13 @@ class LeaveAndFailureTests(SerfTestCase):
         n2.leave()
         c.run(10.0)
         n2.shutdown()
-        stale = Alive(incarnation=incarnation, node="n2", addr=socket.inet_aton(c.addr(2)),
-                      port=PORT, meta=encode_tags({"role": "node", "dc": "dc1"}))
+        stale = Alive(
+            incarnation=incarnation,
+            node="n2",
+            addr=socket.inet_aton(c.addr(2)),
+            port=PORT,
+            meta=encode_tags({"role": "node", "dc": "dc1"}),
+        )
         n0 = c.nodes["n0"]
         n0.packet_received(c.addr(1), PORT, [stale])
         n0.notify_user(encode_serf(JoinIntent(ltime=old_ltime, node="n2")))
@@ -423,8 +475,15 @@ class IntentTests(SerfTestCase):
         self.assertEqual(len(n0.broadcasts), 1)
         n1 = c.add(1)
         n1.memberlist.shutdown()  # it only needs to be heard of, not to answer
-        n0.memberlist.apply_alive(Alive(incarnation=1, node="n1", addr=socket.inet_aton(c.addr(1)),
-                                        port=PORT, meta=encode_tags({})))
+        n0.memberlist.apply_alive(
+            Alive(
+                incarnation=1,
+                node="n1",
+                addr=socket.inet_aton(c.addr(1)),
+                port=PORT,
+                meta=encode_tags({}),
+            )
+        )
         self.assertEqual(c.status("n0", "n1"), MemberStatus.LEAVING)
         # Buffered intents expire after five minutes (checked by the reaper).
         n0.notify_user(encode_serf(JoinIntent(ltime=3, node="ghost")))
@@ -455,12 +514,16 @@ class IntentTests(SerfTestCase):
         self.assertEqual(len(state.events), 512)
         self.assertEqual([s.ltime for s in state.events if s is not None], [1])
         remote = PushPullState(
-            ltime=100, status_ltimes={"n1": 50, "n2": 2}, left_members=("n1",),
-            event_ltime=200, query_ltime=300,
+            ltime=100,
+            status_ltimes={"n1": 50, "n2": 2},
+            left_members=("n1",),
+            event_ltime=200,
+            query_ltime=300,
         )
         n0.merge_remote_state(encode_serf(remote), join=False)
-        self.assertEqual((n0.member_clock.time(), n0.event_clock.time(),
-                          n0.query_clock.time()), (100, 200, 300))
+        self.assertEqual(
+            (n0.member_clock.time(), n0.event_clock.time(), n0.query_clock.time()), (100, 200, 300)
+        )
         self.assertEqual(c.status("n0", "n1"), MemberStatus.LEAVING)  # leave at 51
         self.assertEqual(n0.table.get("n1").status_ltime, 51)  # type: ignore[union-attr]
 
@@ -550,10 +613,12 @@ class QueryTests(SerfTestCase):
         for i in (1, 2):
             c.nodes[f"n{i}"].join([(c.addr(0), PORT)])
         c.run(2.0)
-        by_node = c.nodes["n0"].query("q", b"", QueryParams(request_ack=True,
-                                                             filter_nodes=("n1", "n2")))
-        by_tag = c.nodes["n1"].query("q", b"", QueryParams(request_ack=True,
-                                                           filter_tags={"role": "^web"}))
+        by_node = c.nodes["n0"].query(
+            "q", b"", QueryParams(request_ack=True, filter_nodes=("n1", "n2"))
+        )
+        by_tag = c.nodes["n1"].query(
+            "q", b"", QueryParams(request_ack=True, filter_tags={"role": "^web"})
+        )
         c.run(1.0)
         self.assertEqual(sorted(by_node.acks), ["n1", "n2"])
         self.assertEqual(sorted(by_tag.acks), ["n0", "n2"])
@@ -573,8 +638,9 @@ class QueryTests(SerfTestCase):
         c.start(4)
         c.net.duplicate = 1.0
         answered = self.answering(c, "n3", b"yes")
-        pending = c.nodes["n0"].query("q", b"", QueryParams(request_ack=True, relay_factor=2,
-                                                            filter_nodes=("n3",)))
+        pending = c.nodes["n0"].query(
+            "q", b"", QueryParams(request_ack=True, relay_factor=2, filter_nodes=("n3",))
+        )
         c.run(1.0)
         self.assertEqual(len(answered), 1)
         self.assertEqual((pending.acks, pending.responses), (["n3"], {"n3": b"yes"}))
@@ -588,8 +654,10 @@ class QueryTests(SerfTestCase):
         self.assertNotIn("n2", about_n2.responses)  # the disputed node stays quiet
         view = decode_conflict_response(about_n2.responses["n1"])
         assert view is not None
-        self.assertEqual((view.name, view.addr, view.port, view.status, view.delegate_cur),
-                         ("n2", socket.inet_aton(c.addr(2)), PORT, 1, 4))
+        self.assertEqual(
+            (view.name, view.addr, view.port, view.status, view.delegate_cur),
+            ("n2", socket.inet_aton(c.addr(2)), PORT, 1, 4),
+        )
 
 
 class KeyQueryTests(SerfTestCase):
@@ -613,28 +681,35 @@ class KeyQueryTests(SerfTestCase):
         self.assertTrue(all(a.result for a in answers.values()))
         self.assertEqual(rings["n1"].primary, OTHER_KEY)
         answers = self.ask(c, "_serf_remove-key", encode_key_request(OTHER_KEY))
-        self.assertEqual({a.message for a in answers.values()},
-                         {"Removing the primary key is not allowed"})
+        self.assertEqual(
+            {a.message for a in answers.values()}, {"Removing the primary key is not allowed"}
+        )
         answers = self.ask(c, "_serf_remove-key", encode_key_request(KEY))
         self.assertTrue(all(a.result for a in answers.values()))
         listed = self.ask(c, "_serf_list-keys")
         other = base64.b64encode(OTHER_KEY).decode()
-        self.assertEqual({(a.result, a.keys, a.primary_key) for a in listed.values()},
-                         {(True, (other,), other)})
+        self.assertEqual(
+            {(a.result, a.keys, a.primary_key) for a in listed.values()}, {(True, (other,), other)}
+        )
         answers = self.ask(c, "_serf_use-key", encode_key_request(KEY))
-        self.assertEqual({a.message for a in answers.values()},
-                         {"Requested key is not in the keyring"})
+        self.assertEqual(
+            {a.message for a in answers.values()}, {"Requested key is not in the keyring"}
+        )
 
     def test_without_a_keyring_key_queries_are_answered_false(self) -> None:
         c = self.cluster()
         c.start(2)
         answers = self.ask(c, "_serf_install-key", encode_key_request(KEY))
-        self.assertEqual({(a.result, a.message) for a in answers.values()},
-                         {(False, "No keyring to modify (encryption not enabled)")})
+        self.assertEqual(
+            {(a.result, a.message) for a in answers.values()},
+            {(False, "No keyring to modify (encryption not enabled)")},
+        )
         self.assertEqual(len(answers), 2)
         listed = self.ask(c, "_serf_list-keys")
-        self.assertEqual({(a.result, a.message) for a in listed.values()},
-                         {(False, "Keyring is empty (encryption not enabled)")})
+        self.assertEqual(
+            {(a.result, a.message) for a in listed.values()},
+            {(False, "Keyring is empty (encryption not enabled)")},
+        )
 
 
 class MergeCheckTests(SerfTestCase):
@@ -659,12 +734,27 @@ class MergeCheckTests(SerfTestCase):
         self.assertIn("Member 'n0' part of wrong datacenter 'dc1'", str(failure.value))
         self.assertIsNone(n0.member("n1"))
         self.assertIsNone(n1.member("n0"))
-        self.assertTrue(any("Member 'n1' part of wrong datacenter 'dc2'" in t
-                            for _, n, _, t in c.lines if n == "n0"))
+        self.assertTrue(
+            any(
+                "Member 'n1' part of wrong datacenter 'dc2'" in t
+                for _, n, _, t in c.lines
+                if n == "n0"
+            )
+        )
         # A gossiped alive from the wrong datacenter is dropped too.
-        n0.packet_received(c.addr(1), PORT, [Alive(
-            incarnation=5, node="n1", addr=socket.inet_aton(c.addr(1)), port=PORT,
-            meta=encode_tags({"dc": "dc2"}))])
+        n0.packet_received(
+            c.addr(1),
+            PORT,
+            [
+                Alive(
+                    incarnation=5,
+                    node="n1",
+                    addr=socket.inet_aton(c.addr(1)),
+                    port=PORT,
+                    meta=encode_tags({"dc": "dc2"}),
+                )
+            ],
+        )
         self.assertIsNone(n0.member("n1"))
         self.assertTrue(any("wrong datacenter" in t for _, n, _, t in c.lines if n == "n0"))
 
