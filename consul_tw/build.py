@@ -27,10 +27,13 @@ from consul_tw.catalog.store import StateStore
 from consul_tw.config import AgentConfig
 from consul_tw.dns import ConsulAuthority, DNSService
 from consul_tw.gossip.joiner import RetryJoin
+from consul_tw.gossip.memberlist.config import MemberlistConfig
 from consul_tw.gossip.memberlist.keyring import Keyring
-from consul_tw.gossip.members import Member, client_tags, server_tags
+from consul_tw.gossip.members import client_tags, server_tags
+from consul_tw.gossip.merge import lan_merge_check, wan_merge_check
 from consul_tw.gossip.net import GossipNet
-from consul_tw.gossip.serf import Membership
+from consul_tw.gossip.serf.config import SerfConfig
+from consul_tw.gossip.serf.serf import Serf
 from consul_tw.gossip.service import GossipService
 from consul_tw.http.root import build_site
 from consul_tw.http.server import HTTPService
@@ -77,16 +80,22 @@ def log_startup_notes(config: AgentConfig, logger: HcLogger) -> None:
 
 @attrs.frozen
 class Pool:
-    """One gossip pool: its membership and its sockets."""
+    """One gossip pool: its Serf and its sockets."""
 
-    membership: Membership
+    membership: Serf
     net: GossipNet
 
 
 def _pool(
-    config: AgentConfig, reactor: Any, clock: IReactorTime, logger: HcLogger, *, wan: bool
+    config: AgentConfig,
+    reactor: Any,
+    clock: IReactorTime,
+    rng: random.Random,
+    logger: HcLogger,
+    *,
+    wan: bool,
 ) -> Pool:
-    """One gossip pool, with this agent as its local member."""
+    """One gossip pool (Serf over memberlist over GossipNet), this agent its local member."""
     ports = config.ports
     if config.server:
         tags = server_tags(
@@ -100,22 +109,46 @@ def _pool(
     else:
         tags = client_tags(datacenter=config.datacenter, node_id=config.node_id)
     port = ports.serf_wan if wan else ports.serf_lan
-    local = Member(
-        name=f"{config.node_name}.{config.datacenter}" if wan else config.node_name,
+    area = "wan" if wan else "lan"
+    keyring = Keyring.from_base64([config.encrypt]) if config.encrypt else None
+    memberlist_logger = logger.named("memberlist").named(area)
+    net = GossipNet(reactor, config.bind_addr, port, memberlist_logger, keyring=keyring)
+    if config.dev:
+        memberlist_config, serf_config = MemberlistConfig.dev(), SerfConfig.dev()
+    elif wan:
+        memberlist_config, serf_config = MemberlistConfig.wan(), SerfConfig.wan()
+    else:
+        memberlist_config, serf_config = MemberlistConfig.lan(), SerfConfig.lan()
+    serf_config = attrs.evolve(serf_config, reconnect_timeout=config.reconnect_timeout)
+    name = f"{config.node_name}.{config.datacenter}" if wan else config.node_name
+    members: list[Serf] = []
+    merge_check = (
+        wan_merge_check()
+        if wan
+        else lan_merge_check(
+            node_name=config.node_name,
+            node_id=config.node_id,
+            datacenter=config.datacenter,
+            known=lambda: members[0].members() if members else (),
+        )
+    )
+    serf = Serf(
+        serf_config,
+        memberlist_config,
+        name=name,
         addr=config.advertise_addr,
         port=port,
         tags=tags,
+        clock=clock,
+        rng=rng,
+        transport=net,
+        logger=logger.named("serf").named(area),
+        keyring=keyring,
+        merge_check=merge_check,
+        memberlist_logger=memberlist_logger,
     )
-    area = "wan" if wan else "lan"
-    net = GossipNet(
-        reactor,
-        config.bind_addr,
-        port,
-        logger.named("memberlist").named(area),
-        keyring=Keyring.from_base64([config.encrypt]) if config.encrypt else None,
-    )
-    membership = Membership(local=local, clock=clock, logger=logger.named("serf").named(area))
-    return Pool(membership, net)
+    members.append(serf)
+    return Pool(serf, net)
 
 
 def _gossip_service(
@@ -174,8 +207,8 @@ def build_agent(
     log_startup_notes(config, root)
     side = root.named("server" if config.server else "client")
     has_wan = config.server and config.ports.serf_wan >= 0
-    lan = _pool(config, reactor, clock, side, wan=False)
-    wan = _pool(config, reactor, clock, side, wan=True) if has_wan else None
+    lan = _pool(config, reactor, clock, rng, side, wan=False)
+    wan = _pool(config, reactor, clock, rng, side, wan=True) if has_wan else None
     agent = Agent(
         config=config,
         clock=clock,

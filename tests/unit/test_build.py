@@ -141,7 +141,9 @@ class DevAgentTests(SynchronousTestCase):
         service = self.start()
         left = service.agent.leave()
         self.assertNoResult(left)
+        self.reactor.advance(1)
         self.assertEqual(service.agent.lan.local_member().status, MemberStatus.LEFT)
+        self.assertNoResult(left)  # draining RPC traffic for 5 s
         self.reactor.advance(5)
         self.successResultOf(left)
         self.assertFalse(self.reactor.hasStopped)

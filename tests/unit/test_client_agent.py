@@ -70,6 +70,7 @@ class ClientAgentTests(SynchronousTestCase):
 
     def test_leave_and_stop(self) -> None:
         left = self.service.agent.leave()
+        self.reactor.advance(1)  # a client has no drain: just the pool's leave
         self.successResultOf(left)
         stopped = self.service.stopService()
         self.reactor.advance(3)

@@ -6,6 +6,7 @@ caller is wired straight to it (no sockets, one Clock).
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from treq.testing import StubTreq
@@ -16,7 +17,9 @@ from consul_tw._logging import HcLogger
 from consul_tw.build import build_agent
 from consul_tw.catalog.commands import NodeSpec, Register, encode_command
 from consul_tw.config import build_config
-from consul_tw.gossip.members import Member, server_tags
+from consul_tw.gossip.memberlist.messages import Alive
+from consul_tw.gossip.members import server_tags
+from consul_tw.gossip.serf.codec import encode_tags
 from consul_tw.http.root import build_site
 from consul_tw.rpc.endpoints import build_dispatcher
 from consul_tw.rpc.protocol import HandlerError
@@ -62,7 +65,7 @@ class ForwardingTests(SynchronousTestCase):
         self.client = build_agent(client_config, client_reactor)
         self.caller = DirectCaller(self.dispatcher)
         self.client.agent.rpc = self.caller
-        # The client learns its server from gossip: put it in the LAN view.
+        # The client learns its server from gossip, as an alive message tells it.
         tags = server_tags(
             datacenter="dc1",
             node_id="x",
@@ -71,9 +74,14 @@ class ForwardingTests(SynchronousTestCase):
             bootstrap=False,
             wan=False,
         )
-        self.client.agent.lan._members["srv"] = Member(
-            name="srv", addr="127.0.0.1", port=8301, tags=tags
+        alive = Alive(
+            incarnation=1,
+            node="srv",
+            addr=socket.inet_aton("127.0.0.1"),
+            port=8301,
+            meta=encode_tags(tags),
         )
+        self.client.agent.lan.memberlist.packet_received("127.0.0.1", 8301, [alive])
         self.treq = StubTreq(build_site(self.client.agent, logger=HcLogger("agent.http")).resource)
 
     def get(self, path: str) -> tuple[int, bytes, Any]:
