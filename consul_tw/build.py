@@ -161,7 +161,7 @@ def _gossip_service(
         return agent.join(addresses, wan=wan)
 
     def give_up(reason: str) -> None:
-        agent.logger.error("agent: failed to join", cluster=cluster, error=reason)
+        agent.logger.error("failed to join", cluster=cluster, error=reason)
         agent.request_exit(1)
 
     joiners = []

@@ -17,6 +17,7 @@ still answer its caller before the endpoints close.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -117,8 +118,15 @@ class AgentService(MultiService):
         return DeferredList(stopping).addCallback(lambda _: None)
 
     def exit(self, code: int) -> None:
-        """End the process with ``code``: stop the reactor, which stops this service."""
+        """
+        End the process with ``code``: stop the reactor, which stops this
+        service.  twistd itself always exits 0 once its reactor stops, so
+        when this service owns the process, a non-zero code ends it right
+        after the shutdown (output is flushed line by line already).
+        """
         self._exit_code = code
+        if code and self._install_signals:
+            self._reactor.addSystemEventTrigger("after", "shutdown", _exit_now, code)
         self._reactor.callLater(0, self._reactor.stop)
 
     def stopService(self) -> Deferred[None]:
@@ -187,6 +195,13 @@ class AgentService(MultiService):
             self.agent.leave_answered()
 
         self.agent.leave().addCallback(left)
+
+
+def _exit_now(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    os._exit(code)
 
 
 def _write_stderr(line: str) -> None:

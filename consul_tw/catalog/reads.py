@@ -19,8 +19,8 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
-from consul_tw.catalog.shapes import node_json, node_service_json, service_node_json
-from consul_tw.catalog.store import NODES, SERVICES, StateStore
+from consul_tw.catalog.shapes import check_json, node_json, node_service_json, service_node_json
+from consul_tw.catalog.store import CHECKS, NODES, SERVICES, StateStore
 
 
 class UnknownRead(ValueError):
@@ -101,12 +101,17 @@ def _service(store: StateStore, args: dict[str, Any]) -> Any:
     return found
 
 
+def _node_checks(store: StateStore, args: dict[str, Any]) -> Any:
+    return [check_json(c) for c in store.node_checks(str(args.get("node", "")))]
+
+
 #: name → (tables whose index the answer carries, producer)
 READS: dict[str, tuple[tuple[str, ...], Callable[[StateStore, dict[str, Any]], Any]]] = {
     "Catalog.ListNodes": ((NODES,), _nodes),
     "Catalog.NodeServices": ((NODES, SERVICES), _node),
     "Catalog.ListServices": ((SERVICES,), _services),
     "Catalog.ServiceNodes": ((NODES, SERVICES), _service),
+    "Health.NodeChecks": ((CHECKS,), _node_checks),
 }
 
 

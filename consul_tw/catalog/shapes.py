@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from consul_tw.catalog.structs import Node, NodeService
+from consul_tw.catalog.structs import HealthCheck, Node, NodeService
 from consul_tw.gossip.members import Member
 
 
@@ -76,6 +76,24 @@ def service_node_json(node: Node, service: NodeService) -> dict[str, Any]:
         "ServiceConnect": {},
         "CreateIndex": service.create_index,
         "ModifyIndex": service.modify_index,
+    }
+
+
+def check_json(check: HealthCheck) -> dict[str, Any]:
+    return {
+        "Node": check.node,
+        "CheckID": check.check_id,
+        "Name": check.name,
+        "Status": check.status,
+        "Notes": check.notes,
+        "Output": check.output,
+        "ServiceID": check.service_id,
+        "ServiceName": check.service_name,
+        "ServiceTags": list(check.service_tags),
+        "Type": check.type,
+        "Definition": {},
+        "CreateIndex": check.create_index,
+        "ModifyIndex": check.modify_index,
     }
 
 

@@ -256,12 +256,18 @@ def ui_disabled(call: ApiCall) -> Reply:
 
 
 def build_site(agent: Agent, *, logger: HcLogger, rng: random.Random | None = None) -> QuietSite:
-    from consul_tw.http import agent_endpoints, catalog_endpoints, status_endpoints
+    from consul_tw.http import (
+        agent_endpoints,
+        catalog_endpoints,
+        health_endpoints,
+        status_endpoints,
+    )
 
     routes = [
         Route("/", {"GET": ui_disabled}),
         *agent_endpoints.ROUTES,
         *catalog_endpoints.ROUTES,
+        *health_endpoints.ROUTES,
         *status_endpoints.ROUTES,
     ]
     site = QuietSite(ApiResource(agent, routes, logger=logger, rng=rng))

@@ -107,6 +107,14 @@ class CatalogTests(ApiTestCase):
         code, _, raw = self.request("GET", "/v1/catalog/node/")
         self.assertEqual((code, raw), (400, b"Missing node name"))
 
+    def test_health_node_shows_serf_health(self) -> None:
+        body, headers = self.get_json("/v1/health/node/host")
+        self.assertEqual(
+            [(c["CheckID"], c["Name"], c["Status"], c["Output"]) for c in body],
+            [("serfHealth", "Serf Health Status", "passing", "Agent alive and reachable")],
+        )
+        self.assertEqual(self.get_json("/v1/health/node/nobody")[0], [])
+
     def test_services_and_service(self) -> None:
         body, _ = self.get_json("/v1/catalog/services")
         self.assertEqual(body, {"consul": []})
