@@ -37,6 +37,7 @@ from consul_tw.catalog.structs import (
     SERF_FAILED_OUTPUT,
 )
 from consul_tw.gossip.members import Member, MemberStatus
+from consul_tw.gossip.merge import is_consul_server
 from consul_tw.gossip.serf import MemberEvent, Membership
 
 
@@ -101,7 +102,16 @@ class LeaderDuties:
             for member in event.members:
                 self._reconcile(member)
 
+    def _should_handle(self, member: Member) -> bool:
+        """Consul's shouldHandleMember: Consul clients and servers of our datacenter only."""
+        role = member.tags.get("role")
+        if member.tags.get("dc") != self.datacenter:
+            return False
+        return role == "node" or (is_consul_server(member) and member.tags.get("segment", "") == "")
+
     def _reconcile(self, member: Member) -> None:
+        if not self._should_handle(member):
+            return
         if member.status is MemberStatus.ALIVE:
             self._alive(member)
         elif member.status is MemberStatus.FAILED:

@@ -108,12 +108,27 @@ class LeaderDutiesTests(SynchronousTestCase):
         self.assertIsNotNone(self.store.get_node("s1"))
 
     def test_a_bad_port_tag_does_not_break_reconciliation(self) -> None:
+        """A server whose tags do not parse is not a Consul server (Consul ignores it)."""
         self.duties.leadership_changed(True)
         odd = server("s3")
         odd = attrs.evolve(odd, tags={**odd.tags, "port": "not-a-port"})
-        self.duties.member_event(MemberEvent(EventType.MEMBER_JOIN, (odd,)))
-        services = self.store.node_services("s3")
-        self.assertEqual([s.port for s in services], [8300])
+        self.duties.member_event(MemberEvent(EventType.MEMBER_JOIN, (odd, server("s4"))))
+        self.assertIsNone(self.store.get_node("s3"))
+        self.assertEqual([s.port for s in self.store.node_services("s4")], [8300])
+
+    def test_plain_serf_members_and_other_datacenters_are_not_reconciled(self) -> None:
+        self.duties.leadership_changed(True)
+        written = len(self.written)
+        plain = Member(name="web", addr="10.0.0.7", port=7946, tags={"role": "web"})
+        elsewhere = Member(
+            name="c9",
+            addr="10.0.0.8",
+            port=8301,
+            tags=client_tags(datacenter="dc2", node_id="id-c9"),
+        )
+        self.duties.member_event(MemberEvent(EventType.MEMBER_JOIN, (plain, elsewhere)))
+        self.assertEqual(len(self.written), written)
+        self.assertIsNone(self.store.get_node("web"))
 
     def test_write_failures_are_logged_not_raised(self) -> None:
         self.duties.write = lambda command: fail(RuntimeError("No cluster leader"))
