@@ -32,6 +32,8 @@ class SerfAgent:
     tags: dict[str, str] = attrs.field(factory=dict)
     encrypt: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    #: Set when the test ended the agent on purpose (kill, stop).
+    stopped: bool = False
 
     @property
     def log(self) -> str:
@@ -60,6 +62,8 @@ class SerfAgent:
     def command(self, *args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
         assert SERF is not None
         verb, *rest = args
+        if verb == "leave":
+            self.stopped = True  # the agent exits by itself after a leave
         return subprocess.run(
             [SERF, verb, f"-rpc-addr=127.0.0.1:{self.rpc_port}", *rest],
             capture_output=True, text=True, timeout=timeout,
@@ -67,17 +71,23 @@ class SerfAgent:
 
     def members(self) -> dict[str, dict[str, Any]]:
         """``serf members -format json``, by name; {} while the agent is not answering."""
+        if not self.stopped and self.process is not None and self.process.poll() is not None:
+            raise AssertionError(
+                f"serf agent {self.name} exited with {self.process.returncode}:\n{self.log[-2000:]}"
+            )
         result = self.command("members", "-format=json")
         if result.returncode != 0:
             return {}
         return {m["name"]: m for m in json.loads(result.stdout)["members"]}
 
     def kill(self) -> None:
+        self.stopped = True
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        self.stopped = True
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

@@ -109,7 +109,7 @@ def state_of(node: Memberlist, name: str) -> NodeState | None:
 async def test_we_join_serf_and_see_each_other(serf_pool: SerfPool, our_nodes: Any) -> None:
     serf = serf_pool.new("s1", tags={"role": "web"}).start()
     ours = our_nodes("tw1")
-    await eventually(lambda: serf.members(), 10, "serf to answer RPC")
+    await eventually(lambda: serf.members(), 30, "serf to answer RPC")
     joined = await ours.join([("127.0.0.1", serf.port)])
     assert joined == 1
     member = await eventually(lambda: serf.members().get("tw1"), 10, "serf to list tw1")
@@ -135,7 +135,7 @@ async def test_serf_joins_us(serf_pool: SerfPool, our_nodes: Any) -> None:
 async def test_killed_serf_agent_is_dead_here(serf_pool: SerfPool, our_nodes: Any) -> None:
     serf = serf_pool.new("s1").start()
     ours = our_nodes("tw1")
-    await eventually(lambda: serf.members(), 10, "serf to answer RPC")
+    await eventually(lambda: serf.members(), 30, "serf to answer RPC")
     await ours.join([("127.0.0.1", serf.port)])
     serf.kill()
     killed = time.monotonic()
@@ -147,7 +147,7 @@ async def test_killed_serf_agent_is_dead_here(serf_pool: SerfPool, our_nodes: An
 async def test_stopped_node_of_ours_is_failed_in_serf(serf_pool: SerfPool, our_nodes: Any) -> None:
     serf = serf_pool.new("s1").start()
     ours = our_nodes("tw1")
-    await eventually(lambda: serf.members(), 10, "serf to answer RPC")
+    await eventually(lambda: serf.members(), 30, "serf to answer RPC")
     await ours.join([("127.0.0.1", serf.port)])
     await eventually(lambda: "tw1" in serf.members(), 10, "serf to list tw1")
     ours.shutdown()  # like kill -9: no goodbye, and nothing answers probes
@@ -160,7 +160,7 @@ async def test_stopped_node_of_ours_is_failed_in_serf(serf_pool: SerfPool, our_n
 async def test_same_key_encrypted_pool(serf_pool: SerfPool, our_nodes: Any) -> None:
     serf = serf_pool.new("e1", encrypt=KEY).start()
     ours = our_nodes("tw1", key=KEY)
-    await eventually(lambda: serf.members(), 10, "serf to answer RPC")
+    await eventually(lambda: serf.members(), 30, "serf to answer RPC")
     assert await ours.join([("127.0.0.1", serf.port)]) == 1
     await eventually(
         lambda: serf.members().get("tw1", {}).get("status") == "alive", 10, "tw1 alive in serf"
@@ -172,7 +172,7 @@ async def test_same_key_encrypted_pool(serf_pool: SerfPool, our_nodes: Any) -> N
 async def test_wrong_key_is_refused(serf_pool: SerfPool, our_nodes: Any) -> None:
     serf = serf_pool.new("e1", encrypt=KEY).start()
     ours = our_nodes("tw1", key=OTHER_KEY)
-    await eventually(lambda: serf.members(), 10, "serf to answer RPC")
+    await eventually(lambda: serf.members(), 30, "serf to answer RPC")
     with pytest.raises(JoinError) as caught:
         await ours.join([("127.0.0.1", serf.port)])
     # serf could not open our push/pull and said so with memberlist's err message.

@@ -135,7 +135,7 @@ async def joined_pair(
 ) -> tuple[SerfAgent, Ours]:
     agent = serf_pool.new("s1", tags=tags or {"role": "web"}, encrypt=key).start()
     ours = our_serf("tw1", key=key)
-    await eventually(lambda: agent.members(), 10, "serf to answer RPC")
+    await eventually(lambda: agent.members(), 30, "serf to answer RPC")
     assert await ours.serf.join([("127.0.0.1", agent.port)]) == 1
     await eventually(
         lambda: agent.members().get("tw1", {}).get("status") == "alive", 10, "tw1 alive in serf"
