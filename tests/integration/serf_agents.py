@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,16 @@ class SerfAgent:
     def start(self, join: str | None = None) -> SerfAgent:
         assert SERF is not None
         argv = [
-            SERF, "agent", "-node", self.name, "-bind", f"127.0.0.1:{self.port}",
-            "-rpc-addr", f"127.0.0.1:{self.rpc_port}", "-log-level", "debug",
+            SERF,
+            "agent",
+            "-node",
+            self.name,
+            "-bind",
+            f"127.0.0.1:{self.port}",
+            "-rpc-addr",
+            f"127.0.0.1:{self.rpc_port}",
+            "-log-level",
+            "debug",
         ]
         for key, value in sorted(self.tags.items()):
             argv += ["-tag", f"{key}={value}"]
@@ -66,7 +76,9 @@ class SerfAgent:
             self.stopped = True  # the agent exits by itself after a leave
         return subprocess.run(
             [SERF, verb, f"-rpc-addr=127.0.0.1:{self.rpc_port}", *rest],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def members(self) -> dict[str, dict[str, Any]]:
@@ -110,3 +122,31 @@ class SerfPool:
     def stop_all(self) -> None:
         for agent in self.agents:
             agent.kill()
+
+
+#: Consul client tags, as our side of an interop pool publishes them.
+CLIENT_TAGS = {
+    "role": "node",
+    "dc": "dc1",
+    "segment": "",
+    "vsn": "2",
+    "vsn_min": "2",
+    "vsn_max": "3",
+    "build": "0.1.0:consultw",
+    "id": "6a2b1c1e-0000-4000-8000-000000000001",
+}
+
+
+async def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check`` on the real reactor until it returns something true."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await deferLater(reactor, 0.1, lambda: None)  # real-time: polling real processes

@@ -8,50 +8,19 @@ agent with a gossip key refused by a pool without one.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import AgentPool, AgentProcess, poll_until, run_cli
+from tests.integration.cluster_support import get_json, joiner, statuses
+from tests.integration.harness import AgentPool, poll_until, run_cli
 
 pytestmark = pytest.mark.integration
 
 KEY = "MFGEKa64Dz/VEzW1NgiE4Kw69YFOn98xAr9JcWGuXXs="
-
-
-def get_json(agent: AgentProcess, path: str) -> Any:
-    with urllib.request.urlopen(agent.url(path), timeout=10) as response:
-        return json.loads(response.read())
-
-
-def statuses(agent: AgentProcess) -> dict[str, int]:
-    try:
-        return {m["Name"]: m["Status"] for m in get_json(agent, "/v1/agent/members")}
-    except OSError:
-        return {}
-
-
-def client(pool: AgentPool, name: str, server: AgentProcess, *extra: str) -> AgentProcess:
-    assert server.ports is not None
-    agent = pool.new(
-        name,
-        dev=False,
-        extra_args=(
-            "--data-dir",
-            "data",
-            "--log-level",
-            "DEBUG",
-            "--join",
-            f"127.0.0.1:{server.ports.serf_lan}",
-            *extra,
-        ),
-    )
-    return agent
 
 
 def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -63,7 +32,7 @@ def cluster(tmp_path_factory: Any) -> Any:
     pool = AgentPool(tmp_path_factory.mktemp("cluster"))
     try:
         server = pool.start("srv")
-        clients = [client(pool, name, server).start_and_wait() for name in ("c1", "c2")]
+        clients = [joiner(pool, name, server).start_and_wait() for name in ("c1", "c2")]
         yield pool, server, clients
     finally:
         pool.stop_all()
@@ -152,7 +121,7 @@ def test_agent_with_a_key_is_refused_by_a_plain_pool(tmp_path: Any) -> None:
     pool = AgentPool(tmp_path)
     try:
         server = pool.start("plain")
-        keyed = client(pool, "keyed", server, "--encrypt", KEY).start()
+        keyed = joiner(pool, "keyed", server, "--encrypt", KEY).start()
         assert keyed.wait_exit(timeout=30) == 1
         out = keyed.stdout()
         assert "Gossip: true" in out

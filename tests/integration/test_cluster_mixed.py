@@ -16,48 +16,18 @@ assertions here read the leader's.
 
 from __future__ import annotations
 
-import json
 import signal
-import urllib.request
 from typing import Any
 
 import pytest
 
+from tests.integration.cluster_support import get_json, joiner, statuses
 from tests.integration.harness import AgentPool, AgentProcess, poll_until, run_cli
 from tests.integration.serf_agents import SERF, SerfPool
 
 pytestmark = pytest.mark.integration
 
 KEY = "MFGEKa64Dz/VEzW1NgiE4Kw69YFOn98xAr9JcWGuXXs="
-
-
-def get_json(agent: AgentProcess, path: str) -> Any:
-    with urllib.request.urlopen(agent.url(path), timeout=10) as response:
-        return json.loads(response.read())
-
-
-def statuses(agent: AgentProcess) -> dict[str, int]:
-    try:
-        return {m["Name"]: m["Status"] for m in get_json(agent, "/v1/agent/members")}
-    except OSError:
-        return {}
-
-
-def joiner(pool: AgentPool, name: str, seed: AgentProcess, *extra: str) -> AgentProcess:
-    assert seed.ports is not None
-    return pool.new(
-        name,
-        dev=False,
-        extra_args=(
-            "--data-dir",
-            "data",
-            "--log-level",
-            "DEBUG",
-            "--join",
-            f"127.0.0.1:{seed.ports.serf_lan}",
-            *extra,
-        ),
-    )
 
 
 def start_running(agent: AgentProcess) -> AgentProcess:

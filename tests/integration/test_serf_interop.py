@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
 from consul_tw._logging import HcLogger
 from consul_tw.gossip.memberlist.config import MemberlistConfig
@@ -30,7 +29,12 @@ from consul_tw.gossip.memberlist.pushpull import JoinError
 from consul_tw.gossip.net import GossipNet
 from consul_tw.gossip.serf.codec import decode_tags, encode_tags
 from tests.integration.harness import free_ports
-from tests.integration.serf_agents import SERF, SerfPool
+from tests.integration.serf_agents import (
+    CLIENT_TAGS,
+    SERF,
+    SerfPool,
+    eventually,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,8 +43,6 @@ pytestmark = [
 
 KEY = "MFGEKa64Dz/VEzW1NgiE4Kw69YFOn98xAr9JcWGuXXs="
 OTHER_KEY = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4="
-CLIENT_TAGS = {"role": "node", "dc": "dc1", "segment": "", "vsn": "2", "vsn_min": "2",
-               "vsn_max": "3", "build": "0.1.0:consultw", "id": "6a2b1c1e-0000-4000-8000-000000000001"}
 
 
 class TagsDelegate(NoopDelegate):
@@ -54,15 +56,6 @@ class TagsDelegate(NoopDelegate):
 
 
 @pytest.fixture
-def serf_pool(tmp_path: Any) -> Iterator[SerfPool]:
-    pool = SerfPool(tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.stop_all()
-
-
-@pytest.fixture
 def our_nodes() -> Iterator[Callable[..., Memberlist]]:
     started: list[tuple[Memberlist, GossipNet]] = []
 
@@ -73,8 +66,14 @@ def our_nodes() -> Iterator[Callable[..., Memberlist]]:
         net = GossipNet(reactor, "127.0.0.1", port, logger, keyring=keyring)
         net.listen()
         node = Memberlist(
-            config=MemberlistConfig.lan(), name=name, addr="127.0.0.1", port=net.bound_port,
-            clock=reactor, rng=random.Random(), transport=net, delegate=TagsDelegate(CLIENT_TAGS),
+            config=MemberlistConfig.lan(),
+            name=name,
+            addr="127.0.0.1",
+            port=net.bound_port,
+            clock=reactor,
+            rng=random.Random(),
+            transport=net,
+            delegate=TagsDelegate(CLIENT_TAGS),
             logger=logger,
         )
         net.bind(node)
@@ -86,18 +85,6 @@ def our_nodes() -> Iterator[Callable[..., Memberlist]]:
     for node, net in started:
         node.shutdown()
         net.stop()
-
-
-async def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` on the real reactor until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await deferLater(reactor, 0.1, lambda: None)  # real-time: polling real processes
 
 
 def state_of(node: Memberlist, name: str) -> NodeState | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,7 +34,13 @@ from consul_tw.gossip.serf.pool import EventType, MemberEvent
 from consul_tw.gossip.serf.queries import QueryParams, QueryReceived
 from consul_tw.gossip.serf.serf import Serf
 from tests.integration.harness import free_ports
-from tests.integration.serf_agents import SERF, SerfAgent, SerfPool
+from tests.integration.serf_agents import (
+    CLIENT_TAGS,
+    SERF,
+    SerfAgent,
+    SerfPool,
+    eventually,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,16 +49,6 @@ pytestmark = [
 
 KEY = "MFGEKa64Dz/VEzW1NgiE4Kw69YFOn98xAr9JcWGuXXs="
 OTHER_KEY = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4="
-CLIENT_TAGS = {
-    "role": "node",
-    "dc": "dc1",
-    "segment": "",
-    "vsn": "2",
-    "vsn_min": "2",
-    "vsn_max": "3",
-    "build": "0.1.0:consultw",
-    "id": "6a2b1c1e-0000-4000-8000-000000000001",
-}
 CONFIG = SerfConfig(leave_propagate_delay=0.5)
 
 
@@ -67,15 +62,6 @@ class Ours:
     def status(self, name: str) -> MemberStatus | None:
         member = self.serf.member(name)
         return None if member is None else member.status
-
-
-@pytest.fixture
-def serf_pool(tmp_path: Any) -> Iterator[SerfPool]:
-    pool = SerfPool(tmp_path)
-    try:
-        yield pool
-    finally:
-        pool.stop_all()
 
 
 @pytest.fixture
@@ -112,18 +98,6 @@ def our_serf() -> Iterator[Callable[..., Ours]]:
     for ours in started:
         ours.serf.shutdown()
         ours.net.stop()
-
-
-async def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` on the real reactor until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await deferLater(reactor, 0.1, lambda: None)  # real-time: polling real processes
 
 
 async def joined_pair(
