@@ -234,7 +234,7 @@ async def test_serf_keys_count_our_answers(serf_pool: SerfPool, our_serf: Any) -
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert ours.serf.keyring.keys_base64() == [OTHER_KEY]
     # The pool still works on the new key: serf still sees us alive.
-    await deferLater(reactor, 2.0, lambda: None)  # real time: a few probe rounds
+    await deferLater(reactor, 2.0, lambda: None)  # real-time: a few probe rounds
     assert agent.members()["tw1"]["status"] == "alive"
 
 

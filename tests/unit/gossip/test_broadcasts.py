@@ -11,6 +11,7 @@ from consul_tw.gossip.memberlist.broadcasts import (
     estimate_size,
     retransmit_limit,
 )
+from consul_tw.gossip.memberlist.codec import encode_message
 from consul_tw.gossip.memberlist.messages import (
     Ack,
     Alive,
@@ -156,10 +157,6 @@ class EstimateTests(SynchronousTestCase):
     @settings(max_examples=300, deadline=None)
     @given(messages)
     def test_estimate_is_an_upper_bound_of_the_codec(self, msg: object) -> None:
-        try:
-            from consul_tw.gossip.memberlist.codec import encode_message
-        except ImportError:  # the codec lands separately
-            self.skipTest("no codec")
         try:
             encoded = encode_message(msg)  # type: ignore[arg-type]
         except ValueError:
