@@ -18,6 +18,7 @@ BENCHMARKS = {
     "startup": "bench.startup",
     "http": "bench.http",
     "dns": "bench.dns",
+    "gossip": "bench.gossip",
 }
 
 
