@@ -1,5 +1,5 @@
-# -*- test-case-name: tests.unit.raft.test_machine -*-
-"""In-memory log and stable stores: ``--dev`` and tests (nothing survives exit)."""
+# -*- test-case-name: tests.unit.raft.test_storage -*-
+"""In-memory stores: ``--dev`` and tests (nothing survives exit, ``sync`` is free)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import attrs
 
 from consul_tw.raft.messages import LogEntry
+from consul_tw.raft.storage.interfaces import SnapshotMeta
 
 
 @attrs.define
@@ -21,6 +22,9 @@ class MemoryStableStore:
     def save_hard_state(self, term: int, voted_for: str | None) -> None:
         self.term, self.voted_for = term, voted_for
 
+    def sync(self) -> None:
+        pass
+
 
 @attrs.define
 class MemoryLogStore:
@@ -31,10 +35,28 @@ class MemoryLogStore:
 
     def append(self, entries: Sequence[LogEntry]) -> None:
         for entry in entries:
-            expected = len(self._entries) + 1
-            if entry.index != expected:
-                raise ValueError(f"log gap: got index {entry.index}, expected {expected}")
+            if self._entries and entry.index != self._entries[-1].index + 1:
+                raise ValueError(
+                    f"log gap: got index {entry.index}, expected {self._entries[-1].index + 1}"
+                )
             self._entries.append(entry)
 
     def truncate_after(self, index: int) -> None:
-        del self._entries[index:]
+        self._entries = [e for e in self._entries if e.index <= index]
+
+    def delete_through(self, index: int) -> None:
+        self._entries = [e for e in self._entries if e.index > index]
+
+    def sync(self) -> None:
+        pass
+
+
+@attrs.define
+class MemorySnapshotStore:
+    _latest: tuple[SnapshotMeta, bytes] | None = None
+
+    def save(self, meta: SnapshotMeta, data: bytes) -> None:
+        self._latest = (attrs.evolve(meta, size=len(data)), data)
+
+    def latest(self) -> tuple[SnapshotMeta, bytes] | None:
+        return self._latest
