@@ -23,15 +23,24 @@ from consul_tw._logging import HcLogger
 from consul_tw.raft.effects import AppendToLog, ApplyCommitted, Effect, PersistHardState
 from consul_tw.raft.log import RaftLog
 from consul_tw.raft.messages import EntryType, LogEntry, Server
+from consul_tw.raft.storage.interfaces import SnapshotMeta
 from consul_tw.raft.timings import RaftTimings
 
 
 class NotLeader(Exception):
-    """A write reached a server that is not (or no longer) the leader."""
+    """A write or read reached a server that is not (or no longer) the leader."""
 
 
 class RaftShutdown(Exception):
     """The Raft server stopped before the request completed."""
+
+
+class ConfigurationBusy(Exception):
+    """A configuration change is still uncommitted: Raft changes one server at a time."""
+
+
+class TransferFailed(Exception):
+    """Leadership could not be handed over in time; this server stays leader."""
 
 
 @attrs.frozen(kw_only=True)
@@ -51,6 +60,12 @@ class RaftStatus:
     last_log_term: int
     configuration_index: int
     voters: tuple[Server, ...]
+    snapshot_index: int = 0
+    #: On a leader: until when (clock time) a quorum is known to follow it.
+    lease_expires: float | None = None
+
+
+SnapshotSource = Callable[[], "tuple[SnapshotMeta, bytes] | None"]
 
 
 @attrs.define(kw_only=True)
@@ -71,7 +86,11 @@ class RaftCore:
     persisted_index: int = 0
     leader: Server | None = None
     last_contact: float | None = None
+    #: Set by TimeoutNow: the next election asks voters to skip leader stickiness.
+    transfer_election: bool = False
     outbox: list[Effect] = attrs.field(factory=list)
+    #: The latest stored snapshot, for followers that need InstallSnapshot.
+    load_snapshot: SnapshotSource = lambda: None
     #: How timers deliver their input: the node facade routes it through its
     #: driver so the outbox is drained afterwards, exactly as for messages.
     drive: Callable[..., None] = lambda input_method, *args: input_method(*args)
@@ -79,6 +98,12 @@ class RaftCore:
     def after(self, delay: float, input_method: Callable[[], None]) -> IDelayedCall:
         """Schedule a timer input on the injected clock."""
         return self.clock.callLater(delay, self.drive, input_method)
+
+    def loop(self, input_method: Callable[[], None]) -> LoopingCall:
+        """A LoopingCall on the injected clock, not started yet."""
+        loop = LoopingCall(self.drive, input_method)
+        loop.clock = self.clock
+        return loop
 
     def follower_timer(self, input_method: Callable[[], None]) -> IDelayedCall:
         """A follower's wait for a leader: 1-2 x the heartbeat timeout."""
@@ -111,8 +136,27 @@ class RaftCore:
         """hashicorp/raft's randomised timeout: between base and 2 × base."""
         return base + self.rng.random() * base
 
-    def append_local(self, entry_type: EntryType, data: bytes = b"") -> LogEntry:
-        entry = LogEntry(index=self.log.last_index + 1, term=self.term, type=entry_type, data=data)
+    def heard_from_leader_recently(self) -> bool:
+        """
+        Leader stickiness: a server that heard from a live leader within the
+        minimum heartbeat timeout ignores (pre-)votes, so a server coming
+        back from a partition cannot depose a healthy leader.  It is also
+        what makes the leader lease safe: no quorum can elect anyone else
+        before the lease runs out.
+        """
+        if self.leader is None:
+            return False
+        if self.leader.id == self.node_id:
+            return True
+        return (
+            self.last_contact is not None
+            and self.clock.seconds() - self.last_contact < self.timings.heartbeat_timeout
+        )
+
+    def append_local(self, entry_type: EntryType, data: bytes = b"", **extra: Any) -> LogEntry:
+        entry = LogEntry(
+            index=self.log.last_index + 1, term=self.term, type=entry_type, data=data, **extra
+        )
         self.log.append(entry)
         self.outbox.append(AppendToLog((entry,)))
         return entry
@@ -121,41 +165,88 @@ class RaftCore:
         """Raise the commit index and ask for the newly committed entries to be applied."""
         index = min(index, self.log.last_index)
         if index > self.commit_index:
-            first = self.commit_index + 1
+            first = max(self.commit_index + 1, self.log.first_index)
             self.commit_index = index
-            self.outbox.append(ApplyCommitted(first, index))
+            if first <= index:
+                self.outbox.append(ApplyCommitted(first, index))
 
 
 @attrs.define
-class FollowerData:
+class TimedRole:
+    """A role waiting on one timer (follower and both kinds of candidate)."""
+
     timer: IDelayedCall
+
+
+@attrs.define
+class FollowerData(TimedRole):
     #: hashicorp/raft warns once, not every timeout, that it cannot elect.
     warned_no_election: bool = False
+    #: A snapshot being received in chunks: (last_index, last_term) and the bytes so far.
+    incoming_snapshot: tuple[int, int] | None = None
+    snapshot_chunks: bytearray = attrs.field(factory=bytearray)
 
 
 @attrs.define
-class CandidateData:
-    timer: IDelayedCall
+class CandidateData(TimedRole):
     votes: set[str]
+    #: True while asking for pre-votes (nobody has changed term yet).
+    pre_vote: bool = False
 
 
 @attrs.define
 class Progress:
-    """A leader's view of one follower's log."""
+    """A leader's view of one follower's log and of its answers."""
 
     next_index: int
     match_index: int = 0
+    #: The newest ``seq`` this follower answered, and when the leader sent it.
+    acked_seq: int = 0
+    acked_at: float = 0.0
+    #: The snapshot being sent: its meta, bytes and the offset to send next.
+    snapshot: tuple[SnapshotMeta, bytes] | None = None
+    snapshot_offset: int = 0
+
+
+@attrs.define
+class ReadWaiter:
+    """A read barrier: fires once a quorum answered ``seq`` and ``index`` is applied."""
+
+    seq: int
+    index: int
+    deferred: Deferred[int]
+
+
+@attrs.define
+class Transfer:
+    """A leadership hand-over in progress."""
+
+    target: Server
+    deferred: Deferred[None]
+    timer: IDelayedCall
+    sent: bool = False
 
 
 @attrs.define
 class LeaderData:
     heartbeat: LoopingCall
+    lease_check: LoopingCall
     progress: dict[str, Progress]
     pending: dict[int, Deferred[Any]]
+    #: The no-op that opened this term: reads wait until it is applied.
+    noop_index: int
+    started_at: float
+    seq: int = 0
+    sent_at: dict[int, float] = attrs.field(factory=dict)
+    #: New entries since the last replication round (sent at the end of the batch).
+    dirty: bool = False
+    commit_timer: IDelayedCall | None = None
+    reads: list[ReadWaiter] = attrs.field(factory=list)
+    transfer: Transfer | None = None
 
 
-def cancel_timer(call: IDelayedCall) -> None:
-    if call.active():
+def cancel_timer(call: IDelayedCall | None) -> None:
+    if call is not None and call.active():
         call.cancel()
 
 

@@ -4,8 +4,8 @@ What the Raft machine asks the outside world to do.
 
 Behaviours never touch storage, sockets or the FSM: they append these
 records to ``core.outbox``.  :class:`consul_tw.raft.node.RaftNode` drains the
-outbox after every input in Raft's required order (persist first, then send
-and apply), and tests assert the outbox exactly.
+outbox after every batch of inputs in Raft's required order (persist and
+sync first, then send and apply), and tests assert the outbox exactly.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import attrs
 
 from consul_tw.raft.messages import LogEntry, Message
+from consul_tw.raft.storage.interfaces import SnapshotMeta
 
 
 @attrs.frozen
@@ -38,9 +39,19 @@ class TruncateLog:
 
 
 @attrs.frozen
+class InstallSnapshotData:
+    """A follower received a whole snapshot: store it, compact the log, restore the FSM."""
+
+    meta: SnapshotMeta
+    data: bytes
+
+
+@attrs.frozen
 class Send:
     peer_id: str
     message: Message
+    #: Where to send it (the configuration's address for the peer).
+    address: str = ""
 
 
 @attrs.frozen
@@ -58,4 +69,12 @@ class LeadershipChanged:
     leader: bool
 
 
-Effect = PersistHardState | AppendToLog | TruncateLog | Send | ApplyCommitted | LeadershipChanged
+Effect = (
+    PersistHardState
+    | AppendToLog
+    | TruncateLog
+    | InstallSnapshotData
+    | Send
+    | ApplyCommitted
+    | LeadershipChanged
+)

@@ -1,11 +1,15 @@
-# -*- test-case-name: tests.unit.raft.test_machine -*-
+# -*- test-case-name: tests.unit.raft.test_log -*-
 """
 The Raft log as the machine sees it: pure, in memory, no I/O.
 
 The machine appends here and emits :class:`~consul_tw.raft.effects.AppendToLog`
 so the driver stores the same entries; on start the log is rebuilt from the
-store.  It also tracks the configuration (the voters), which in Raft is
-taken from the latest configuration entry in the log, committed or not.
+latest snapshot plus the stored entries after it.  Entries up to the
+snapshot's index are compacted away: only the snapshot's index and term
+remain, so the consistency check of the first retained entry still works
+(Raft §7).  The log also tracks the configuration (the voters), which in
+Raft is taken from the latest configuration entry in the log, committed or
+not, falling back to the one the snapshot recorded.
 """
 
 from __future__ import annotations
@@ -20,41 +24,86 @@ from consul_tw.raft.messages import EntryType, LogEntry, Server
 @attrs.define
 class RaftLog:
     _entries: list[LogEntry] = attrs.field(factory=list)
+    #: The last index and term covered by the latest snapshot (0, 0 when none).
+    snapshot_index: int = 0
+    snapshot_term: int = 0
+    #: The configuration recorded with that snapshot and its entry's index.
+    snapshot_servers: tuple[Server, ...] = ()
+    snapshot_configuration_index: int = 0
 
     @classmethod
     def from_entries(cls, entries: Iterable[LogEntry]) -> RaftLog:
-        return cls(list(entries))
+        log = cls()
+        for entry in entries:
+            log.append(entry)
+        return log
+
+    @property
+    def first_index(self) -> int:
+        """The first index still held as an entry (snapshot_index + 1)."""
+        return self.snapshot_index + 1
 
     @property
     def last_index(self) -> int:
-        return self._entries[-1].index if self._entries else 0
+        return self._entries[-1].index if self._entries else self.snapshot_index
 
     @property
     def last_term(self) -> int:
-        return self._entries[-1].term if self._entries else 0
+        return self._entries[-1].term if self._entries else self.snapshot_term
 
     def term_at(self, index: int) -> int | None:
-        """Term of the entry at ``index``; 0 for index 0; None when absent."""
+        """Term of the entry at ``index``; 0 for index 0; None when absent or compacted."""
         if index == 0:
             return 0
-        if 1 <= index <= len(self._entries):
-            return self._entries[index - 1].term
+        if index == self.snapshot_index:
+            return self.snapshot_term
+        if self.first_index <= index <= self.last_index:
+            return self._entries[index - self.first_index].term
         return None
 
+    def has(self, index: int) -> bool:
+        """Is the entry at ``index`` held (not compacted, not beyond the end)?"""
+        return self.first_index <= index <= self.last_index
+
     def entry(self, index: int) -> LogEntry:
-        return self._entries[index - 1]
+        if not self.has(index):
+            raise IndexError(f"log entry {index} is not held")
+        return self._entries[index - self.first_index]
 
     def slice(self, first: int, last: int) -> Sequence[LogEntry]:
-        """Entries ``first``..``last`` inclusive."""
-        return tuple(self._entries[first - 1 : last])
+        """Entries ``first``..``last`` inclusive (``first`` must not be compacted)."""
+        if first < self.first_index:
+            raise IndexError(f"log entry {first} was compacted")
+        offset = self.first_index
+        return tuple(self._entries[first - offset : last - offset + 1])
 
     def append(self, entry: LogEntry) -> None:
-        if entry.index != self.last_index + 1:
+        if entry.index != self.last_index + 1 and (self._entries or self.snapshot_index):
             raise ValueError(f"log gap: got index {entry.index} after {self.last_index}")
+        if not self._entries and not self.snapshot_index and entry.index != 1:
+            # A log restored without its snapshot: treat what precedes as compacted.
+            self.snapshot_index, self.snapshot_term = entry.index - 1, 0
         self._entries.append(entry)
 
     def truncate_after(self, index: int) -> None:
-        del self._entries[index:]
+        if index < self.snapshot_index:
+            raise ValueError(f"cannot truncate into the snapshot at {self.snapshot_index}")
+        del self._entries[index - self.snapshot_index :]
+
+    def compact_through(
+        self, index: int, term: int, servers: tuple[Server, ...], configuration_index: int
+    ) -> None:
+        """Forget entries up to ``index``, now covered by a snapshot."""
+        if index <= self.snapshot_index:
+            return
+        if self.has(index) and self.term_at(index) == term:
+            del self._entries[: index - self.snapshot_index]
+        else:
+            # The snapshot is ahead of (or conflicts with) the log: drop the log.
+            self._entries.clear()
+        self.snapshot_index, self.snapshot_term = index, term
+        self.snapshot_servers = servers
+        self.snapshot_configuration_index = configuration_index
 
     def is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """Raft §5.4.1: is a candidate's log at least as up to date as ours?"""
@@ -63,8 +112,15 @@ class RaftLog:
         return last_index >= self.last_index
 
     def configuration(self) -> tuple[int, tuple[Server, ...]]:
-        """(index, voters) of the latest configuration entry; (0, ()) when none."""
+        """(index, voters) of the latest configuration; (0, ()) when none."""
         for entry in reversed(self._entries):
             if entry.type is EntryType.CONFIGURATION:
                 return entry.index, entry.servers
-        return 0, ()
+        return self.snapshot_configuration_index, self.snapshot_servers
+
+    def configuration_at(self, index: int) -> tuple[int, tuple[Server, ...]]:
+        """(index, voters) of the configuration in force at ``index`` (for snapshots)."""
+        for entry in reversed(self._entries):
+            if entry.index <= index and entry.type is EntryType.CONFIGURATION:
+                return entry.index, entry.servers
+        return self.snapshot_configuration_index, self.snapshot_servers

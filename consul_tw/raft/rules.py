@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.raft.test_machine -*-
 """
-Raft's rules that several transitions share: voting, accepting entries,
-advancing the leader's commit index and giving up leadership.
+Raft's rules that several transitions share: a follower accepting entries
+or a snapshot, and a leader giving up leadership.
 
 They mutate the core and queue effects; which state may apply them is the
 machine's business (:mod:`consul_tw.raft.machine`).
@@ -11,58 +11,74 @@ from __future__ import annotations
 
 from twisted.python.failure import Failure
 
-from consul_tw.raft.core import LeaderData, Progress, RaftCore, fire_eventually
-from consul_tw.raft.effects import AppendToLog, LeadershipChanged, Send, TruncateLog
+from consul_tw.raft.core import (
+    FollowerData,
+    LeaderData,
+    NotLeader,
+    RaftCore,
+    cancel_timer,
+    fire_eventually,
+)
+from consul_tw.raft.effects import (
+    AppendToLog,
+    InstallSnapshotData,
+    LeadershipChanged,
+    Send,
+    TruncateLog,
+)
 from consul_tw.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     LogEntry,
-    RequestVote,
-    RequestVoteResponse,
     Server,
 )
-from consul_tw.raft.quorum import commit_index
+from consul_tw.raft.storage.interfaces import SnapshotMeta
 
 
-def answer_vote(core: RaftCore, msg: RequestVote) -> bool:
-    """Grant at most one vote per term, only to a candidate whose log is up to date."""
-    granted = (
-        msg.term == core.term
-        and core.voted_for in (None, msg.candidate_id)
-        and core.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
-    )
-    if granted:
-        core.set_hard_state(core.term, msg.candidate_id)
-    core.outbox.append(
-        Send(
-            msg.candidate_id,
-            RequestVoteResponse(term=core.term, voter_id=core.node_id, granted=granted),
-        )
-    )
-    return granted
+def heard_from_leader(core: RaftCore, leader_id: str, leader_address: str) -> None:
+    core.leader = Server(id=leader_id, address=leader_address)
+    core.last_contact = core.clock.seconds()
 
 
 def accept_entries(core: RaftCore, msg: AppendEntries) -> None:
     """A follower's half of AppendEntries: consistency check, conflict truncation, commit."""
-    core.leader = Server(id=msg.leader_id, address=msg.leader_address)
-    core.last_contact = core.clock.seconds()
-    if core.log.term_at(msg.prev_log_index) != msg.prev_log_term:
+    heard_from_leader(core, msg.leader_id, msg.leader_address)
+
+    def reply(success: bool, match_index: int) -> None:
         core.outbox.append(
             Send(
                 msg.leader_id,
                 AppendEntriesResponse(
                     term=core.term,
                     peer_id=core.node_id,
-                    success=False,
-                    match_index=min(core.log.last_index, msg.prev_log_index - 1),
+                    success=success,
+                    match_index=match_index,
+                    seq=msg.seq,
                 ),
+                msg.leader_address,
             )
         )
+
+    prev_term = core.log.term_at(msg.prev_log_index)
+    if msg.prev_log_index < core.log.snapshot_index:
+        # Everything up to our snapshot is committed and identical everywhere:
+        # skip the part of the message we compacted away.
+        prev_term = msg.prev_log_term
+    if prev_term != msg.prev_log_term:
+        reply(False, min(core.log.last_index, msg.prev_log_index - 1))
         return
     new: list[LogEntry] = []
     for entry in msg.entries:
+        if entry.index <= core.log.snapshot_index:
+            continue
         existing = core.log.term_at(entry.index)
         if existing is not None and existing != entry.term:
+            if entry.index <= core.commit_index:
+                core.logger.error("leader tried to overwrite a committed entry", index=entry.index)
+                reply(False, core.commit_index)
+                return
             core.log.truncate_after(entry.index - 1)
             core.outbox.append(TruncateLog(entry.index - 1))
             existing = None
@@ -73,51 +89,73 @@ def accept_entries(core: RaftCore, msg: AppendEntries) -> None:
         core.outbox.append(AppendToLog(tuple(new)))
     last_new = msg.prev_log_index + len(msg.entries)
     core.advance_commit(min(msg.leader_commit, last_new))
+    reply(True, last_new)
+
+
+def accept_snapshot_chunk(core: RaftCore, data: FollowerData, msg: InstallSnapshot) -> None:
+    """
+    A follower's half of InstallSnapshot: gather the chunks in order; on the
+    last one, replace the log's prefix (or all of it) with the snapshot and
+    ask the driver to store it and restore the FSM from it.
+    """
+    heard_from_leader(core, msg.leader_id, msg.leader_address)
+    key = (msg.last_index, msg.last_term)
+    if msg.offset == 0:
+        data.incoming_snapshot, data.snapshot_chunks = key, bytearray()
+    ok = data.incoming_snapshot == key and msg.offset == len(data.snapshot_chunks)
+    if ok:
+        data.snapshot_chunks += msg.data
+    received = len(data.snapshot_chunks) if data.incoming_snapshot == key else 0
+    if ok and msg.done:
+        blob = bytes(data.snapshot_chunks)
+        data.incoming_snapshot, data.snapshot_chunks = None, bytearray()
+        if msg.last_index > core.commit_index:
+            meta = SnapshotMeta(
+                index=msg.last_index,
+                term=msg.last_term,
+                servers=msg.servers,
+                configuration_index=msg.configuration_index,
+                size=len(blob),
+            )
+            core.log.compact_through(
+                msg.last_index, msg.last_term, msg.servers, msg.configuration_index
+            )
+            core.outbox.append(InstallSnapshotData(meta, blob))
+            core.commit_index = max(core.commit_index, msg.last_index)
+            core.applied_index = max(core.applied_index, msg.last_index)
+            core.persisted_index = max(core.persisted_index, core.log.last_index)
+        core.logger.info("installed remote snapshot", index=msg.last_index)
     core.outbox.append(
         Send(
             msg.leader_id,
-            AppendEntriesResponse(
-                term=core.term, peer_id=core.node_id, success=True, match_index=last_new
+            InstallSnapshotResponse(
+                term=core.term,
+                peer_id=core.node_id,
+                success=ok,
+                last_index=msg.last_index,
+                offset=received,
+                seq=msg.seq,
             ),
+            msg.leader_address,
         )
     )
 
 
-def leader_commit(core: RaftCore, data: LeaderData) -> None:
-    """Commit what a majority stores, but only entries of the current term (Raft §5.4.2)."""
-    matches = [core.persisted_index] + [
-        data.progress[p.id].match_index for p in core.peers if p.id in data.progress
-    ]
-    candidate = commit_index(matches + [0] * (len(core.voters) - len(matches)))
-    if candidate > core.commit_index and core.log.term_at(candidate) == core.term:
-        core.advance_commit(candidate)
-
-
 def leave_leadership(core: RaftCore, data: LeaderData, reason: Exception) -> None:
-    if data.heartbeat.running:
-        data.heartbeat.stop()
+    """Stop leader timers and fail everything waiting on this leadership."""
+    for loop in (data.heartbeat, data.lease_check):
+        if loop.running:
+            loop.stop()
+    cancel_timer(data.commit_timer)
     core.outbox.append(LeadershipChanged(False))
     pending, data.pending = data.pending, {}
     for waiting in pending.values():
         fire_eventually(core, waiting, Failure(reason))
-
-
-def replicate(core: RaftCore, progress: dict[str, Progress]) -> None:
-    """Queue AppendEntries to every peer, carrying what it lacks (none: a heartbeat)."""
-    for peer in core.peers:
-        state = progress.setdefault(peer.id, Progress(next_index=core.log.last_index + 1))
-        prev = state.next_index - 1
-        core.outbox.append(
-            Send(
-                peer.id,
-                AppendEntries(
-                    term=core.term,
-                    leader_id=core.node_id,
-                    leader_address=core.address,
-                    prev_log_index=prev,
-                    prev_log_term=core.log.term_at(prev) or 0,
-                    entries=tuple(core.log.slice(state.next_index, core.log.last_index)),
-                    leader_commit=core.commit_index,
-                ),
-            )
-        )
+    reads, data.reads = data.reads, []
+    for read in reads:
+        fire_eventually(core, read.deferred, Failure(NotLeader("leadership lost")))
+    if data.transfer is not None:
+        transfer, data.transfer = data.transfer, None
+        cancel_timer(transfer.timer)
+        # Losing leadership is what a transfer asked for.
+        fire_eventually(core, transfer.deferred, None)

@@ -7,7 +7,11 @@ port for forwarded RPC calls (first byte 0x01) and Raft messages (0x02).
   :func:`rpc_server_factory`;
 * :mod:`consul_tw.rpc.client` -- :class:`RpcClient`, a pool of pipelined
   connections to servers;
-* :mod:`consul_tw.rpc.raft_channel` -- the 0x02 hook for Raft.
+* :mod:`consul_tw.rpc.raft_channel` -- the 0x02 hook for Raft
+  (:func:`raft_receiver`);
+* :mod:`consul_tw.rpc.raft_codec` -- Raft messages ↔ wire maps (pure);
+* :mod:`consul_tw.rpc.raft_transport` -- :class:`RaftTransport`, sending
+  Raft messages to peers.
 """
 
 from consul_tw.rpc.client import CallTimeout, ConnectError, RemoteError, RpcClient, RpcError
@@ -18,7 +22,9 @@ from consul_tw.rpc.protocol import (
     RpcServerFactory,
     rpc_server_factory,
 )
-from consul_tw.rpc.raft_channel import raft_handler
+from consul_tw.rpc.raft_channel import raft_handler, raft_receiver
+from consul_tw.rpc.raft_codec import decode_message, encode_message
+from consul_tw.rpc.raft_transport import RaftTransport
 
 __all__ = [
     "MAX_FRAME_SIZE",
@@ -32,7 +38,11 @@ __all__ = [
     "RpcClient",
     "RpcDispatcher",
     "RpcError",
+    "RaftTransport",
     "RpcServerFactory",
+    "decode_message",
+    "encode_message",
     "raft_handler",
+    "raft_receiver",
     "rpc_server_factory",
 ]

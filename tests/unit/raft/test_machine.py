@@ -162,17 +162,14 @@ class SingleVoterTests(RaftTestCase):
         node.bootstrap(voters)
         node.start()
         self.clock.advance(2 * TIMINGS.heartbeat_timeout)
+        node.receive(RequestVoteResponse(term=2, voter_id="n2", granted=True, pre_vote=True))
         node.receive(RequestVoteResponse(term=2, voter_id="n2", granted=True))
         self.assertEqual(node.describe().state, "Leader")
         pending = node.apply(b"needs a quorum")
         self.assertNoResult(pending)
         node.receive(
-            RequestVote(
-                term=3,
-                candidate_id="n3",
-                candidate_address="n3:8300",
-                last_log_index=9,
-                last_log_term=2,
+            AppendEntries(
+                term=3, leader_id="n3", leader_address="n3:8300", prev_log_index=0, prev_log_term=0
             )
         )
         self.assertEqual(node.describe().state, "Follower")
@@ -324,8 +321,15 @@ class VotingTests(RaftTestCase):
     def test_candidate_outbox_asks_every_peer(self) -> None:
         node, sent, stable = self.follower()
         self.clock.advance(2 * TIMINGS.heartbeat_timeout)
+        # First a pre-vote round: nobody's term changes yet.
         self.assertEqual(node.describe().state, "Candidate")
         self.assertEqual(sorted(peer for peer, _ in sent), ["n2", "n3"])
+        self.assertTrue(all(m.pre_vote and m.term == 2 for _, m in sent))  # type: ignore[union-attr]
+        self.assertEqual(stable.load_hard_state(), (1, None))
+        del sent[:]
+        node.receive(RequestVoteResponse(term=2, voter_id="n3", granted=True, pre_vote=True))
+        self.assertEqual(sorted(peer for peer, _ in sent), ["n2", "n3"])
+        self.assertFalse(any(m.pre_vote for _, m in sent))  # type: ignore[union-attr]
         self.assertEqual(stable.load_hard_state(), (2, "n1"))
         self.assertEqual(
             [type(e) for e in node.core.outbox], [], "the driver drains the outbox after each input"
@@ -336,6 +340,7 @@ class VotingTests(RaftTestCase):
     def test_split_vote_starts_a_new_term(self) -> None:
         node, _, _ = self.follower()
         self.clock.advance(2 * TIMINGS.heartbeat_timeout)
+        node.receive(RequestVoteResponse(term=2, voter_id="n3", granted=True, pre_vote=True))
         self.assertEqual(node.describe().term, 2)
         self.clock.advance(2 * TIMINGS.election_timeout)
         status = node.describe()
