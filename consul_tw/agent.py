@@ -35,6 +35,14 @@ from consul_tw.gossip.serf import EventType, MemberEvent, Membership
 from consul_tw.local.sync import NodeInfoSync
 from consul_tw.raft.core import NotLeader, RaftShutdown, RaftStatus
 from consul_tw.raft.node import RaftNode
+from consul_tw.server.router import (
+    LeaderElsewhere,
+    LeaderIsSelf,
+    LeaderRouter,
+    NoClusterLeader,
+)
+
+__all__ = ["Agent", "AgentNotServer", "NoClusterLeader", "RpcCaller", "parse_join_address"]
 
 
 class RpcCaller(Protocol):
@@ -45,11 +53,13 @@ class RpcCaller(Protocol):
     ) -> Deferred[Any]: ...
 
 
-class NoClusterLeader(Exception):
-    """Consul's ``No cluster leader``: a write or default read with no leader known."""
-
-    def __init__(self) -> None:
-        super().__init__("No cluster leader")
+def _no_leader(failure: Failure) -> Failure:
+    """Raft's own errors as Consul words them."""
+    if failure.check(NotLeader) and "not the leader" in failure.getErrorMessage():
+        return Failure(NoClusterLeader())
+    if failure.check(RaftShutdown):
+        return Failure(NoClusterLeader())
+    return failure
 
 
 class AgentNotServer(Exception):
@@ -88,6 +98,8 @@ class Agent:
     #: How a client agent reaches servers (None: this agent is a server).
     rpc: RpcCaller | None = None
     rng: random.Random = attrs.field(factory=random.Random)
+    #: Finds the Raft leader for requests only it may answer (servers).
+    router: LeaderRouter | None = None
     #: Wakes blocking queries when the catalog changes (see ``attach_catalog``).
     watches: WatchSet = attrs.field(
         default=attrs.Factory(lambda self: WatchSet(self.clock), takes_self=True)
@@ -112,6 +124,7 @@ class Agent:
         """A server's catalog and the Raft node that writes it."""
         self.store, self.raft = store, raft
         store.listeners.append(self.watches.notify)
+        self.router = LeaderRouter(raft, self.clock, self.config.rpc_hold_timeout)
 
     # -- reads -------------------------------------------------------------
 
@@ -165,8 +178,35 @@ class Agent:
             wire = {"name": name, "args": args, "options": attrs.asdict(options)}
             called = self._rpc().call(*server, "Catalog.Read", wire, timeout=timeout)
             return called.addCallback(ReadResult.from_wire)
-        if not options.stale and not self.is_leader():
-            return fail(NoClusterLeader())
+        if options.stale:
+            return self._local_read(name, args, options)
+        return self._leader_read(name, args, options)
+
+    def _leader_read(
+        self, name: str, args: dict[str, Any], options: ReadOptions
+    ) -> Deferred[ReadResult]:
+        """Default and consistent reads: on the leader after its read barrier, else forwarded."""
+        assert self.router is not None and self.raft is not None
+        raft = self.raft
+
+        def routed(location: LeaderIsSelf | LeaderElsewhere) -> Deferred[ReadResult]:
+            if isinstance(location, LeaderElsewhere):
+                timeout = options.wait + 10.0 if options.index else None
+                wire = {"name": name, "args": args, "options": attrs.asdict(options)}
+                called = self._rpc().call(
+                    location.host, location.port, "Catalog.Read", wire, timeout=timeout
+                )
+                return called.addCallback(ReadResult.from_wire)
+            barrier = raft.read_barrier(consistent=options.consistent)
+            barrier.addErrback(_no_leader)
+            return barrier.addCallback(lambda _: self._local_read(name, args, options))
+
+        return self.router.find_leader().addCallback(routed)
+
+    def _local_read(
+        self, name: str, args: dict[str, Any], options: ReadOptions
+    ) -> Deferred[ReadResult]:
+        assert self.store is not None
         reader = Reader(
             store=self.store,
             known_leader=lambda: bool(self.leader_address()),
@@ -208,12 +248,15 @@ class Agent:
                 return fail(AgentNotServer("No known Consul servers"))
             return self._rpc().call(*server, "Catalog.Apply", encode_command(command))
 
-        def no_leader(failure: Failure) -> Failure:
-            if failure.check(NotLeader, RaftShutdown):
-                return Failure(NoClusterLeader())
-            return failure
+        assert self.router is not None
+        raft, encoded = self.raft, encode_command(command)
 
-        return self.raft.apply(encode_command(command)).addErrback(no_leader)
+        def routed(location: LeaderIsSelf | LeaderElsewhere) -> Deferred[Any]:
+            if isinstance(location, LeaderElsewhere):
+                return self._rpc().call(location.host, location.port, "Catalog.Apply", encoded)
+            return raft.apply(encoded).addErrback(_no_leader)
+
+        return self.router.find_leader().addCallback(routed)
 
     # -- membership actions -----------------------------------------------------
 

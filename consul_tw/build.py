@@ -11,6 +11,7 @@ start order: gossip, Raft and RPC (the server side), then DNS and HTTP
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from typing import Any
 
@@ -39,13 +40,17 @@ from consul_tw.http.root import build_site
 from consul_tw.http.server import HTTPService
 from consul_tw.local.sync import NodeInfoSync
 from consul_tw.raft.messages import Server
-from consul_tw.raft.node import RaftNode
-from consul_tw.raft.storage.memory import MemoryLogStore, MemoryStableStore
+from consul_tw.raft.node import RaftNode, SnapshotPolicy
 from consul_tw.raft.timings import RaftTimings
 from consul_tw.rpc.client import RpcClient
 from consul_tw.rpc.endpoints import build_dispatcher
-from consul_tw.rpc.protocol import rpc_server_factory
+from consul_tw.rpc.protocol import ChannelFactory, rpc_server_factory
+from consul_tw.rpc.raft_channel import raft_receiver
+from consul_tw.rpc.raft_transport import RaftTransport
+from consul_tw.server.bootstrap import BootstrapExpect
 from consul_tw.server.leader import LeaderDuties
+from consul_tw.server.raft_peers import RaftPeerReconciler
+from consul_tw.server.raft_storage import open_raft_storage
 from consul_tw.service import AgentService, RaftService
 
 
@@ -71,11 +76,8 @@ def log_startup_notes(config: AgentConfig, logger: HcLogger) -> None:
         logger.warn(warning)
     for key in config.warnings:
         logger.warn("config key accepted but not supported by consul-tw yet, ignored", key=key)
-    if config.server and not config.dev:
-        logger.warn(
-            "durable Raft storage is not built yet: this server keeps its state in memory",
-            data_dir=config.data_dir,
-        )
+    for notice in config.notices:
+        logger.warn(notice)
 
 
 @attrs.frozen
@@ -105,6 +107,7 @@ def _pool(
             wan_port=ports.serf_wan,
             bootstrap=config.bootstrap,
             wan=wan,
+            expect=config.bootstrap_expect,
         )
     else:
         tags = client_tags(datacenter=config.datacenter, node_id=config.node_id)
@@ -222,8 +225,10 @@ def build_agent(
 
     # Start order is Consul's: Raft first, then the WAN and LAN pools, then RPC.
     server_side: list[IService] = []
+    raft_handler = None
     if config.server:
-        server_side.append(_raft_service(config, clock, rng, agent, side))
+        raft_service, raft_handler = _raft_service(config, reactor, clock, rng, agent, side)
+        server_side.append(raft_service)
     if wan is not None:
         server_side.append(_gossip_service(config, wan, agent, clock, wan=True))
     server_side.append(_gossip_service(config, lan, agent, clock, wan=False))
@@ -231,7 +236,12 @@ def build_agent(
         server_side.append(
             TCPServer(
                 config.ports.server,
-                rpc_server_factory(build_dispatcher(agent), clock=clock, logger=side.named("rpc")),
+                rpc_server_factory(
+                    build_dispatcher(agent),
+                    raft_handler=raft_handler,
+                    clock=clock,
+                    logger=side.named("rpc"),
+                ),
                 interface=config.bind_addr,
                 reactor=reactor,
             )
@@ -276,13 +286,7 @@ def build_agent(
 
 def _add_client_parts(config: AgentConfig, reactor: Any, clock: IReactorTime, agent: Agent) -> None:
     """A client keeps no catalog: it forwards to servers and syncs its node through them."""
-    agent.rpc = RpcClient(
-        reactor,
-        clock,
-        connect_timeout=10.0,
-        request_timeout=30.0,
-        logger=agent.logger.named("client").named("rpc"),
-    )
+    agent.rpc = _rpc_client(reactor, clock, agent.logger.named("client").named("rpc"), None)
     agent.sync = NodeInfoSync(
         node=node_spec(config),
         read_node=lambda name: None,  # no local catalog: compare by writing
@@ -294,26 +298,42 @@ def _add_client_parts(config: AgentConfig, reactor: Any, clock: IReactorTime, ag
 
 def _raft_service(
     config: AgentConfig,
+    reactor: Any,
     clock: IReactorTime,
     rng: random.Random,
     agent: Agent,
     side: HcLogger,
-) -> RaftService:
-    """The catalog, its Raft node and the leader's duties, wired to the agent."""
+) -> tuple[RaftService, ChannelFactory]:
+    """
+    The state store, its Raft node (storage, transport) and the leader's
+    duties, wired to the agent; also the handler for Raft traffic on the
+    server RPC port.
+    """
     store = StateStore()
+    raft_logger = side.named("raft")
     raft_address = f"{config.advertise_addr}:{config.ports.server}"
+    storage = open_raft_storage(config, raft_logger)
     raft = RaftNode.create(
         node_id=config.node_id,
         address=raft_address,
         timings=RaftTimings.dev() if config.dev else RaftTimings.production(config.raft_multiplier),
         clock=clock,
         fsm=CatalogFSM(store),
-        log_store=MemoryLogStore(),
-        stable_store=MemoryStableStore(),
-        logger=side.named("raft"),
+        log_store=storage.log,
+        stable_store=storage.stable,
+        snapshot_store=storage.snapshots,
+        snapshot_policy=SnapshotPolicy(
+            threshold=config.raft_snapshot_threshold, trailing_logs=config.raft_trailing_logs
+        ),
+        logger=raft_logger,
         rng=rng,
+        group_commit=True,
     )
+    bind = None if ipaddress.ip_address(config.bind_addr).is_unspecified else config.bind_addr
+    transport = RaftTransport(reactor, raft_logger.named("net"), bind_address=bind)
+    raft.send_to = lambda peer_id, address, message: transport.send(address, message)
     agent.attach_catalog(store, raft)
+    agent.rpc = _rpc_client(reactor, clock, side.named("rpc"), bind)
     sync = NodeInfoSync(
         node=node_spec(config),
         read_node=store.get_node,
@@ -331,8 +351,45 @@ def _raft_service(
         server_logger=side,
         leader_logger=agent.logger.named("leader"),
     )
+    peers = RaftPeerReconciler(
+        raft=raft,
+        lan=agent.lan,
+        datacenter=config.datacenter,
+        clock=clock,
+        logger=side,
+        cleanup_dead_servers=config.cleanup_dead_servers,
+    )
     raft.leadership_observers.append(duties.leadership_changed)
+    raft.leadership_observers.append(peers.leadership_changed)
     raft.leadership_observers.append(lambda leader: sync.trigger() if leader else None)
     lone = config.dev or config.bootstrap
     bootstrap = (Server(id=config.node_id, address=raft_address),) if lone else ()
-    return RaftService(raft, bootstrap_servers=bootstrap)
+    on_start = []
+    if config.bootstrap_expect:
+        expect = BootstrapExpect(
+            raft=raft,
+            lan=agent.lan,
+            rpc=agent.rpc,
+            expect=config.bootstrap_expect,
+            datacenter=config.datacenter,
+            logger=side,
+        )
+        on_start.append(expect.start)
+    service = RaftService(
+        raft,
+        bootstrap_servers=bootstrap,
+        on_start=on_start,
+        on_stop=[transport.close, storage.close],
+    )
+    return service, raft_receiver(raft.receive, raft_logger.named("net"))
+
+
+def _rpc_client(reactor: Any, clock: IReactorTime, logger: HcLogger, bind: str | None) -> RpcClient:
+    return RpcClient(
+        reactor,
+        clock,
+        connect_timeout=10.0,
+        request_timeout=30.0,
+        logger=logger,
+        bind_address=bind,
+    )

@@ -49,6 +49,7 @@ FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "encrypt": ("encrypt",),
     "retry-interval": ("retry_interval",),
     "retry-max": ("retry_max",),
+    "bootstrap-expect": ("bootstrap_expect",),
 }
 
 #: Repeatable flags: each use adds one entry to a list key.
@@ -95,6 +96,15 @@ class AgentConfig:
     ports: Ports = attrs.field(factory=Ports)
     raft_multiplier: int = 5
     leave_drain_time: float = 5.0
+    #: Servers to wait for before bootstrapping Raft (``-bootstrap-expect``); 0: none.
+    bootstrap_expect: int = 0
+    #: How long a follower holds a request while no leader is known (Consul: 7 s).
+    rpc_hold_timeout: float = 7.0
+    #: Snapshot after this many applied entries; keep this many behind it.
+    raft_snapshot_threshold: int = 16384
+    raft_trailing_logs: int = 10240
+    #: Autopilot: remove failed servers from Raft when a new server joins.
+    cleanup_dead_servers: bool = True
     #: Seeds to join at start (``-join``), and to keep retrying (``-retry-join``).
     start_join: tuple[str, ...] = ()
     retry_join: tuple[str, ...] = ()
@@ -109,6 +119,8 @@ class AgentConfig:
     skip_leave_on_interrupt: bool = True
     pretty_json: bool = False
     warnings: tuple[str, ...] = ()
+    #: Other start-up WARN lines about the configuration, as Consul words them.
+    notices: tuple[str, ...] = ()
 
     @property
     def dns_name_warning(self) -> str | None:
@@ -351,6 +363,28 @@ def _validate(
         raise ConfigError(f"performance.leave_drain_time: {e}") from None
     if drain < 0:
         raise ConfigError("performance.leave_drain_time cannot be negative")
+    hold = _duration(performance.get("rpc_hold_timeout", "7s"), "performance.rpc_hold_timeout")
+
+    notices: list[str] = []
+    expect = merged.get("bootstrap_expect", 0)
+    if isinstance(expect, int) and not isinstance(expect, bool) and expect < 0:
+        raise ConfigError(
+            f"bootstrap_expect cannot be {expect}. Must be greater than or equal to zero"
+        )
+    expect = _int(expect, "bootstrap_expect", 0, 1 << 16)
+    if expect > 0 and not server:
+        raise ConfigError("'bootstrap_expect > 0' requires 'server = true'")
+    if expect > 0 and dev:
+        raise ConfigError("'bootstrap_expect > 0' not allowed in dev mode")
+    if expect > 0 and bootstrap:
+        raise ConfigError("'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive")
+    if expect == 1:
+        notices.append("BootstrapExpect is set to 1; this is the same as Bootstrap mode.")
+        bootstrap, expect = True, 0
+    autopilot = merged.get("autopilot", {})
+    if not isinstance(autopilot, Mapping):
+        raise ConfigError("autopilot must be an object")
+    cleanup = _bool(autopilot.get("cleanup_dead_servers", True), "autopilot.cleanup_dead_servers")
 
     node_meta = merged.get("node_meta", {})
     if not isinstance(node_meta, Mapping) or not all(
@@ -403,6 +437,15 @@ def _validate(
         ports=ports,
         raft_multiplier=multiplier,
         leave_drain_time=drain,
+        bootstrap_expect=expect,
+        rpc_hold_timeout=hold,
+        raft_snapshot_threshold=_int(
+            merged.get("raft_snapshot_threshold", 16384), "raft_snapshot_threshold", 1, 1 << 40
+        ),
+        raft_trailing_logs=_int(
+            merged.get("raft_trailing_logs", 10240), "raft_trailing_logs", 0, 1 << 40
+        ),
+        cleanup_dead_servers=cleanup,
         start_join=joins["start_join"],
         retry_join=joins["retry_join"],
         retry_interval=retry_interval,
@@ -417,4 +460,5 @@ def _validate(
         ),
         pretty_json=dev,
         warnings=tuple(dict.fromkeys(warnings)),
+        notices=tuple(notices),
     )

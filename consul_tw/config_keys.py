@@ -36,13 +36,19 @@ BUILT = frozenset(
         "server",
         "skip_leave_on_interrupt",
         "bootstrap",
+        "bootstrap_expect",
+        "raft_snapshot_threshold",
+        "raft_snapshot_interval",  # accepted: the threshold is checked after every apply
+        "raft_trailing_logs",
+        "autopilot",
     }
 )
 
 #: Nested keys of built sections that consul-tw reads.
 NESTED_BUILT = {
     "ports": frozenset({"dns", "http", "https", "grpc", "serf_lan", "serf_wan", "server"}),
-    "performance": frozenset({"raft_multiplier", "leave_drain_time"}),
+    "performance": frozenset({"raft_multiplier", "leave_drain_time", "rpc_hold_timeout"}),
+    "autopilot": frozenset({"cleanup_dead_servers"}),
 }
 
 #: Nested keys Consul knows in those sections but consul-tw does not act on yet.
@@ -56,7 +62,18 @@ NESTED_KNOWN = {
             "expose_max_port",
         }
     ),
-    "performance": frozenset({"rpc_hold_timeout"}),
+    "performance": frozenset(),
+    "autopilot": frozenset(
+        {
+            "last_contact_threshold",
+            "max_trailing_logs",
+            "min_quorum",
+            "server_stabilization_time",
+            "redundancy_zone_tag",
+            "disable_upgrade_migration",
+            "upgrade_version_tag",
+        }
+    ),
 }
 
 #: Every other top-level key Consul 1.8-1.17 accepts.  Their features are not
@@ -84,8 +101,6 @@ KNOWN_NOT_BUILT = frozenset(
         "auto_config",
         "auto_encrypt",
         "auto_reload_config",
-        "autopilot",
-        "bootstrap_expect",
         "ca_file",
         "ca_path",
         "cache",
@@ -140,9 +155,6 @@ KNOWN_NOT_BUILT = frozenset(
         "raft_boltdb",
         "raft_logstore",
         "raft_protocol",
-        "raft_snapshot_interval",
-        "raft_snapshot_threshold",
-        "raft_trailing_logs",
         "read_replica",
         "recursor",
         "recursors",

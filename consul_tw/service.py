@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 
 from consul_tw._logging import console
@@ -37,22 +37,38 @@ _SIGNAL_NAMES = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated"}
 
 
 class RaftService(Service):
-    """Runs a Raft node: bootstraps a lone server when asked, starts and stops it."""
+    """
+    Runs a Raft node: bootstraps a lone server when asked, starts and stops
+    it, and around it whatever shares its lifetime (bootstrap-expect on
+    start; the transport and the storage, closed after the node stopped).
+    """
 
-    def __init__(self, node: RaftNode, *, bootstrap_servers: tuple[Server, ...] = ()) -> None:
+    def __init__(
+        self,
+        node: RaftNode,
+        *,
+        bootstrap_servers: tuple[Server, ...] = (),
+        on_start: Sequence[Callable[[], object]] = (),
+        on_stop: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self.node = node
         self._bootstrap = bootstrap_servers
+        self._on_start = on_start
+        self._on_stop = on_stop
 
     def startService(self) -> None:
         super().startService()
         if self._bootstrap:
             self.node.bootstrap(self._bootstrap)
         self.node.start()
+        for callback in self._on_start:
+            callback()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         self.node.stop()
-        return succeed(None)
+        closing = [maybeDeferred(callback) for callback in self._on_stop]
+        return DeferredList(closing).addCallback(lambda _: None)
 
 
 class AgentService(MultiService):

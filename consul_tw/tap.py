@@ -59,6 +59,7 @@ class Options(usage.Options):
         ["encrypt", None, None, "Gossip encryption key (base64, 16/24/32 bytes)."],
         ["retry-interval", None, None, "Time to wait between -retry-join attempts (default 30s)."],
         ["retry-max", None, None, "Maximum -retry-join attempts (default 0: forever)."],
+        ["bootstrap-expect", None, None, "Servers to wait for before bootstrapping Raft."],
     ]
 
     def __init__(self) -> None:

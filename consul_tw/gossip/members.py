@@ -53,7 +53,14 @@ class Member:
 
 
 def server_tags(
-    *, datacenter: str, node_id: str, server_port: int, wan_port: int, bootstrap: bool, wan: bool
+    *,
+    datacenter: str,
+    node_id: str,
+    server_port: int,
+    wan_port: int,
+    bootstrap: bool,
+    wan: bool,
+    expect: int = 0,
 ) -> dict[str, str]:
     """The tags a Consul server gossips about itself (LAN, or WAN with ``wan=True``)."""
     tags = {
@@ -74,6 +81,8 @@ def server_tags(
             tags["wan_join_port"] = str(wan_port)
     if bootstrap:
         tags["bootstrap"] = "1"
+    if expect:
+        tags["expect"] = str(expect)
     return tags
 
 

@@ -219,8 +219,13 @@ class _Peer:
         clock = self.client.clock
         self.timer = clock.callLater(self.client.connect_timeout, self._connect_timed_out)
         try:
+            bind = self.client.bind_address
             self.connector = self.client.reactor.connectTCP(
-                self.host, self.port, _PeerFactory(self), timeout=self.client.connect_timeout
+                self.host,
+                self.port,
+                _PeerFactory(self),
+                timeout=self.client.connect_timeout,
+                bindAddress=(bind, 0) if bind else None,
             )
         except Exception as e:  # a host connectTCP cannot even try
             self.connect_failed(Failure(e))
@@ -325,6 +330,8 @@ class RpcClient:
     request_timeout: float
     logger: HcLogger
     idle_timeout: float = IDLE_TIMEOUT
+    #: Local address to dial from (a server dials from its bind address); None: the OS picks.
+    bind_address: str | None = None
     _peers: dict[tuple[str, int], _Peer] = attrs.field(factory=dict, init=False)
     _ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _closed: bool = attrs.field(default=False, init=False)

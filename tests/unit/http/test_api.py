@@ -43,10 +43,16 @@ class ApiTestCase(SynchronousTestCase):
         self.treq = StubTreq(self.site.resource)
         self.addCleanup(self.service.stopService)
 
+    def settle(self) -> None:
+        """Let the leader's read barrier and Raft's group commit run (a turn or two)."""
+        for _ in range(3):
+            self.reactor.advance(0)
+            self.treq.flush()
+
     def request(self, method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
-        response = self.successResultOf(
-            self.treq.request(method, "http://127.0.0.1:8500" + url, **kwargs)
-        )
+        pending = self.treq.request(method, "http://127.0.0.1:8500" + url, **kwargs)
+        self.settle()
+        response = self.successResultOf(pending)
         body = self.successResultOf(response.content())
         headers = {
             k.decode().lower(): v[0].decode() for k, v in response.headers.getAllRawHeaders()
@@ -149,6 +155,7 @@ class CatalogTests(ApiTestCase):
     def test_blocking_query_waits_for_change_or_timeout(self) -> None:
         index = self.agent.catalog().max_index(NODES)
         pending = self.treq.get(f"http://127.0.0.1:8500/v1/catalog/nodes?index={index}&wait=2s")
+        self.settle()
         self.assertNoResult(pending)
         self.reactor.advance(2 + 2 / 16 + 0.01)
         self.treq.flush()
@@ -160,6 +167,7 @@ class CatalogTests(ApiTestCase):
 
         index = self.agent.catalog().max_index(NODES)
         pending = self.treq.get(f"http://127.0.0.1:8500/v1/catalog/nodes?index={index}")
+        self.settle()
         self.assertNoResult(pending)
         self.agent.write(
             Register(node=NodeSpec(id="", node="other", address="10.0.0.9", datacenter="dc1"))
@@ -174,6 +182,7 @@ class CatalogTests(ApiTestCase):
     def test_zero_wait_means_the_default_wait(self) -> None:
         index = self.agent.catalog().max_index(NODES)
         pending = self.treq.get(f"http://127.0.0.1:8500/v1/catalog/nodes?index={index}&wait=0s")
+        self.settle()
         self.reactor.advance(60)
         self.treq.flush()
         self.assertNoResult(pending)
@@ -193,9 +202,11 @@ class CatalogTests(ApiTestCase):
         request.path = b"/v1/catalog/nodes"
         request.uri = f"/v1/catalog/nodes?index={index}&wait=30s".encode()
         request.content = None
-        before = set(self.reactor.getDelayedCalls())
         self.site.resource.render(request)
-        waiting = set(self.reactor.getDelayedCalls()) - before
+        self.reactor.advance(0)  # past the leader's read barrier: now it blocks
+        before = {c for c in self.reactor.getDelayedCalls() if c.getTime() > self.reactor.seconds()}
+        now = self.reactor.seconds()
+        waiting = {c for c in before if 30 <= c.getTime() - now <= 30 + 30 / 16}
         self.assertEqual(len(waiting), 1, "the blocking query's timeout")
         # The client goes away before the index moves.
         from twisted.internet.error import ConnectionDone
@@ -212,6 +223,9 @@ class NoLeaderTests(ApiTestCase):
     leader = False
 
     def test_default_read_needs_a_leader_stale_does_not(self) -> None:
+        # Don't hold the request for a leader (tests/unit/server/test_router.py does).
+        assert self.agent.router is not None
+        self.agent.router.hold_timeout = 0.0
         code, _, body = self.request("GET", "/v1/catalog/nodes")
         self.assertEqual((code, body), (500, b"No cluster leader"))
         body, headers = self.get_json("/v1/catalog/nodes?stale")

@@ -85,7 +85,11 @@ class ForwardingTests(SynchronousTestCase):
         self.treq = StubTreq(build_site(self.client.agent, logger=HcLogger("agent.http")).resource)
 
     def get(self, path: str) -> tuple[int, bytes, Any]:
-        response = self.successResultOf(self.treq.get("http://127.0.0.1:8500" + path))
+        pending = self.treq.get("http://127.0.0.1:8500" + path)
+        for _ in range(5):  # the leader's read barrier fires a turn or two later
+            self.reactor.advance(0)
+            self.treq.flush()
+        response = self.successResultOf(pending)
         return response.code, self.successResultOf(response.content()), response.headers
 
     def test_client_reads_answer_like_the_server(self) -> None:

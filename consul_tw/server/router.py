@@ -1,0 +1,95 @@
+# -*- test-case-name: tests.unit.server.test_router -*-
+"""
+Where a server sends what only the leader may answer.
+
+Writes, default reads and ``?consistent`` reads must be served by the Raft
+leader.  A follower forwards them over server RPC to the leader it last
+heard from; while no leader is known (an election is running) it holds the
+request for up to Consul's ``performance.rpc_hold_timeout`` (7 s), polling,
+then answers ``No cluster leader``, so a client never hangs on a cluster
+that cannot elect.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+
+from consul_tw.raft.core import RaftStatus
+
+#: How often a held request looks for a new leader.
+POLL_INTERVAL = 0.05
+
+
+class NoClusterLeader(Exception):
+    """Consul's ``No cluster leader``: a write or default read with no leader known."""
+
+    def __init__(self) -> None:
+        super().__init__("No cluster leader")
+
+
+class Describes(Protocol):
+    def describe(self) -> RaftStatus: ...
+
+
+@attrs.frozen
+class LeaderIsSelf:
+    """The answer of :meth:`LeaderRouter.find_leader` on the leader itself."""
+
+
+@attrs.frozen
+class LeaderElsewhere:
+    host: str
+    port: int
+
+
+LeaderLocation = LeaderIsSelf | LeaderElsewhere
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """A Raft address ``host:port`` (``[v6]:port`` too) as (host, port)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@attrs.define
+class LeaderRouter:
+    raft: Describes
+    clock: IReactorTime
+    hold_timeout: float = 7.0
+
+    def locate(self) -> LeaderLocation | None:
+        """Where the leader is right now, None while unknown."""
+        status = self.raft.describe()
+        if status.state == "Leader":
+            return LeaderIsSelf()
+        if status.state == "Shutdown" or not status.leader_address:
+            return None
+        try:
+            host, port = split_address(status.leader_address)
+        except ValueError:
+            return None
+        return LeaderElsewhere(host, port)
+
+    def find_leader(self) -> Deferred[LeaderLocation]:
+        """The leader's location, waiting up to the hold timeout for one to be elected."""
+        deadline = self.clock.seconds() + self.hold_timeout
+
+        def look(_: object = None) -> Deferred[LeaderLocation]:
+            found = self.locate()
+            if found is not None:
+                return succeed(found)
+            if self.raft.describe().state == "Shutdown" or self.clock.seconds() >= deadline:
+                return fail(NoClusterLeader())
+            delay = min(POLL_INTERVAL, max(0.0, deadline - self.clock.seconds()))
+            return deferLater(self.clock, delay, lambda: None).addCallback(look)
+
+        return look()
+
+
+def is_leader(location: Any) -> bool:
+    return isinstance(location, LeaderIsSelf)
