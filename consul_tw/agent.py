@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -303,8 +303,10 @@ class Agent:
     def _leave(self) -> Deferred[None]:
         role = "server" if self.config.server else "client"
         self.logger.named(role).info(f"{role} starting leave")
-        leaving = self.wan.leave() if self.wan is not None else succeed(None)
+        leaving = self._hand_over_leadership()
+        leaving.addCallback(lambda _: self.wan.leave() if self.wan is not None else None)
         leaving.addCallback(lambda _: self.lan.leave())
+        leaving.addCallback(lambda _: self._await_raft_removal())
 
         def drain(_: object) -> Deferred[None]:
             if not self.config.server:
@@ -316,6 +318,46 @@ class Agent:
             return deferLater(self.clock, self.config.leave_drain_time)
 
         return leaving.addCallback(drain).addCallback(lambda _: self.shutdown())
+
+    def _hand_over_leadership(self) -> Deferred[None]:
+        """A leaving leader first hands leadership to the most up-to-date peer."""
+        status = self.raft_status()
+        if self.raft is None or status is None or status.state != "Leader":
+            return succeed(None)
+        if len(status.voters) < 2:
+            return succeed(None)
+        log = self.logger.named("server")
+        log.info("transferring leadership before leaving")
+
+        def failed(failure: Failure) -> None:
+            log.warn("leadership transfer failed", error=failure.getErrorMessage())
+
+        return self.raft.transfer_leadership().addErrback(failed)
+
+    def _await_raft_removal(self) -> Deferred[None]:
+        """
+        A leaving server waits (up to 5 s, as Consul's raftRemoveGracePeriod)
+        for the leader to take it out of the Raft configuration, so the
+        cluster's quorum shrinks with it instead of counting a dead voter.
+        """
+        if self.raft is None:
+            return succeed(None)
+        raft = self.raft
+        deadline = self.clock.seconds() + 5.0
+
+        def check(_: object = None) -> Deferred[None] | None:
+            status = raft.describe()
+            gone = all(s.id != status.node_id for s in status.voters) or len(status.voters) < 2
+            if gone:
+                return None
+            if self.clock.seconds() >= deadline:
+                self.logger.named("server").warn(
+                    "failed to leave raft configuration gracefully, timeout"
+                )
+                return None
+            return deferLater(self.clock, 0.1, lambda: None).addCallback(check)
+
+        return maybeDeferred(check)
 
     def leave_answered(self) -> None:
         """The leave's caller has its answer: the process may now exit 0."""

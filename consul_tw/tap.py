@@ -174,5 +174,9 @@ def makeService(options: Options) -> Any:
     from twisted.internet import reactor
 
     from consul_tw.build import build_agent
+    from consul_tw.raft.storage.sqlite import StorageError
 
-    return build_agent(config, reactor, install_signal_handlers=True)
+    try:
+        return build_agent(config, reactor, install_signal_handlers=True)
+    except StorageError as e:
+        _fail(f"Error starting agent: Failed to start Consul server: {e}")

@@ -243,6 +243,9 @@ class LeaderData:
     commit_timer: IDelayedCall | None = None
     reads: list[ReadWaiter] = attrs.field(factory=list)
     transfer: Transfer | None = None
+    #: Servers removed by a configuration change, still sent entries up to
+    #: the one removing them: id -> (server, that entry's index).
+    departing: dict[str, tuple[Server, int]] = attrs.field(factory=dict)
 
 
 def cancel_timer(call: IDelayedCall | None) -> None:

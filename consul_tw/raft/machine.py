@@ -57,6 +57,8 @@ from consul_tw.raft.messages import (
 from consul_tw.raft.quorum import votes_needed
 from consul_tw.raft.replication import (
     broadcast,
+    find_peer,
+    forget_departed,
     leader_commit,
     lease_expires,
     quorum_contact,
@@ -499,10 +501,12 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         if progress is None or msg.term != core.term:
             return
         record_ack(core, data, progress, msg.seq)
-        peer = next((p for p in core.peers if p.id == msg.peer_id), None)
+        peer = find_peer(core, data, msg.peer_id)
         if msg.success:
             progress.match_index = max(progress.match_index, msg.match_index)
             progress.next_index = max(progress.next_index, progress.match_index + 1)
+            if forget_departed(data, msg.peer_id):
+                return
             commit_and_notify(inputs, core, data)
             if peer is not None and progress.next_index <= core.log.last_index:
                 send_to(core, data, peer)  # catching up: keep the entries coming
@@ -537,7 +541,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
             progress.snapshot_offset = msg.offset
             if not msg.success:
                 return  # resend from the follower's offset on the next heartbeat
-        peer = next((p for p in core.peers if p.id == msg.peer_id), None)
+        peer = find_peer(core, data, msg.peer_id)
         if peer is not None:
             send_to(core, data, peer)
 
@@ -606,14 +610,23 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
         config_index, _ = core.log.configuration()
         if config_index > core.commit_index or core.commit_index < data.noop_index:
             return fail(ConfigurationBusy("configuration change already in progress"))
+        old_voters = core.voters
         entry = core.append_local(EntryType.CONFIGURATION, servers=servers)
         for server in servers:
+            data.departing.pop(server.id, None)
             if server.id != core.node_id and server.id not in data.progress:
                 data.progress[server.id] = Progress(
                     next_index=entry.index, acked_at=core.clock.seconds()
                 )
-        for peer_id in [p for p in data.progress if p not in {s.id for s in servers}]:
-            del data.progress[peer_id]
+        keep = {s.id for s in servers}
+        for peer_id in [p for p in data.progress if p not in keep]:
+            # hashicorp/raft's stopCh: replicate to a removed server up to the
+            # entry that removes it, so it learns it is out and stops campaigning.
+            address = next((v.address for v in old_voters if v.id == peer_id), None)
+            if address is not None:
+                data.departing[peer_id] = (Server(id=peer_id, address=address), entry.index)
+            else:
+                del data.progress[peer_id]
         data.dirty = True
         _keep_in_touch(core, data)
         waiting: Deferred[Any] = Deferred()

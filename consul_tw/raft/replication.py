@@ -65,8 +65,30 @@ def broadcast(core: RaftCore, data: LeaderData) -> int:
     seq = next_seq(core, data)
     for peer in core.peers:
         send_to(core, data, peer, seq=seq)
+    for peer, _ in list(data.departing.values()):
+        send_to(core, data, peer, seq=seq)
     data.dirty = False
     return seq
+
+
+def find_peer(core: RaftCore, data: LeaderData, peer_id: str) -> Server | None:
+    """A voter, or a server just removed that still gets its removal entry."""
+    for peer in core.peers:
+        if peer.id == peer_id:
+            return peer
+    departing = data.departing.get(peer_id)
+    return departing[0] if departing else None
+
+
+def forget_departed(data: LeaderData, peer_id: str) -> bool:
+    """Stop replicating to a removed server once it holds the entry removing it."""
+    departing = data.departing.get(peer_id)
+    progress = data.progress.get(peer_id)
+    if departing is None or progress is None or progress.match_index < departing[1]:
+        return False
+    del data.departing[peer_id]
+    del data.progress[peer_id]
+    return True
 
 
 def _send_snapshot_chunk(core: RaftCore, peer: Server, state: Progress, seq: int) -> None:
@@ -119,7 +141,7 @@ def _forget_old_seqs(data: LeaderData) -> None:
 
 def quorum_seq(core: RaftCore, data: LeaderData) -> int:
     """The newest seq that a quorum (counting ourselves) has answered."""
-    acked = [data.seq] + [
+    acked = [data.seq if core.is_voter else 0] + [
         data.progress[p.id].acked_seq if p.id in data.progress else 0 for p in core.peers
     ]
     return _quorum_value(acked, len(core.voters))

@@ -64,10 +64,19 @@ def _apply(agent: Agent, args: Any) -> Deferred[Any]:
     return agent.write(command).addErrback(_expected)
 
 
+def _raft_stats(agent: Agent) -> dict[str, int]:
+    """What -bootstrap-expect asks a peer: does it hold Raft state already?"""
+    status = agent.raft_status()
+    if status is None:
+        raise HandlerError("Status.RaftStats: not a server")
+    return {"LastIndex": status.last_log_index, "LastTerm": status.last_log_term}
+
+
 def build_dispatcher(agent: Agent) -> RpcDispatcher:
     dispatcher = RpcDispatcher()
     dispatcher.register("Catalog.Read", lambda args: _read(agent, args))
     dispatcher.register("Catalog.Apply", lambda args: _apply(agent, args))
     dispatcher.register("Status.Leader", lambda args: agent.leader_address())
     dispatcher.register("Status.Peers", lambda args: agent.peers())
+    dispatcher.register("Status.RaftStats", lambda args: _raft_stats(agent))
     return dispatcher
