@@ -42,7 +42,14 @@ from consul_tw.server.router import (
     NoClusterLeader,
 )
 
-__all__ = ["Agent", "AgentNotServer", "NoClusterLeader", "RpcCaller", "parse_join_address"]
+__all__ = [
+    "Agent",
+    "AgentNotServer",
+    "NoClusterLeader",
+    "PeerNotFound",
+    "RpcCaller",
+    "parse_join_address",
+]
 
 
 class RpcCaller(Protocol):
@@ -60,6 +67,10 @@ def _no_leader(failure: Failure) -> Failure:
     if failure.check(RaftShutdown):
         return Failure(NoClusterLeader())
     return failure
+
+
+class PeerNotFound(Exception):
+    """A Raft peer to remove is not in the configuration."""
 
 
 class AgentNotServer(Exception):
@@ -186,22 +197,106 @@ class Agent:
         self, name: str, args: dict[str, Any], options: ReadOptions
     ) -> Deferred[ReadResult]:
         """Default and consistent reads: on the leader after its read barrier, else forwarded."""
+        timeout = options.wait + 10.0 if options.index else None
+        wire = {"name": name, "args": args, "options": attrs.asdict(options)}
+        return self._on_leader(
+            lambda: self._local_read(name, args, options),
+            "Catalog.Read",
+            wire,
+            consistent=options.consistent,
+            timeout=timeout,
+        ).addCallback(
+            lambda result: (
+                result if isinstance(result, ReadResult) else ReadResult.from_wire(result)
+            )
+        )
+
+    def _on_leader(
+        self,
+        local: Callable[[], Any],
+        method: str,
+        args: Any,
+        *,
+        consistent: bool,
+        timeout: float | None = None,
+    ) -> Deferred[Any]:
+        """
+        Run ``local`` on the leader once its read barrier allows, or call
+        ``method`` on the leader over RPC when that is another server.
+        """
         assert self.router is not None and self.raft is not None
         raft = self.raft
 
-        def routed(location: LeaderIsSelf | LeaderElsewhere) -> Deferred[ReadResult]:
+        def routed(location: LeaderIsSelf | LeaderElsewhere) -> Deferred[Any]:
             if isinstance(location, LeaderElsewhere):
-                timeout = options.wait + 10.0 if options.index else None
-                wire = {"name": name, "args": args, "options": attrs.asdict(options)}
-                called = self._rpc().call(
-                    location.host, location.port, "Catalog.Read", wire, timeout=timeout
-                )
-                return called.addCallback(ReadResult.from_wire)
-            barrier = raft.read_barrier(consistent=options.consistent)
+                return self._rpc().call(location.host, location.port, method, args, timeout=timeout)
+            barrier = raft.read_barrier(consistent=consistent)
             barrier.addErrback(_no_leader)
-            return barrier.addCallback(lambda _: self._local_read(name, args, options))
+            return barrier.addCallback(lambda _: local())
 
         return self.router.find_leader().addCallback(routed)
+
+    # -- Raft configuration (operator) ------------------------------------------
+
+    def raft_configuration(self, stale: bool = False) -> Deferred[dict[str, Any]]:
+        """``/v1/operator/raft/configuration``: the voters, which leads, the entry's index."""
+        if self.raft is None:
+            server = self._pick_server() if self.rpc is not None else None
+            if server is None:
+                return fail(AgentNotServer("rpc error making call: No known Consul servers"))
+            return self._rpc().call(*server, "Operator.RaftGetConfiguration", {"stale": stale})
+        if stale:
+            return succeed(self._raft_configuration())
+        return self._on_leader(
+            self._raft_configuration,
+            "Operator.RaftGetConfiguration",
+            {"stale": False},
+            consistent=False,
+        )
+
+    def _raft_configuration(self) -> dict[str, Any]:
+        status = self.raft_status()
+        assert status is not None
+        names = {m.tags.get("id"): m.name for m in self.lan.members() if m.tags.get("id")}
+        return {
+            "Servers": [
+                {
+                    "ID": server.id,
+                    "Node": names.get(server.id, ""),
+                    "Address": server.address,
+                    "Leader": server.address == status.leader_address,
+                    "ProtocolVersion": "3",
+                    "Voter": True,
+                }
+                for server in status.voters
+            ],
+            "Index": status.configuration_index,
+        }
+
+    def remove_raft_peer(self, *, peer_id: str | None, address: str | None) -> Deferred[None]:
+        """``DELETE /v1/operator/raft/peer``: the leader drops one server from Raft."""
+        if self.raft is None:
+            server = self._pick_server() if self.rpc is not None else None
+            if server is None:
+                return fail(AgentNotServer("rpc error making call: No known Consul servers"))
+            args = {"id": peer_id, "address": address}
+            return self._rpc().call(*server, "Operator.RaftRemovePeer", args)
+        raft = self.raft
+
+        def remove() -> Deferred[None]:
+            voters = raft.describe().voters
+            match = [s for s in voters if s.id == peer_id or (address and s.address == address)]
+            if not match:
+                what = f"id {peer_id!r}" if peer_id else f"address {address!r}"
+                return fail(PeerNotFound(f"{what} was not found in the Raft configuration"))
+            return raft.remove_server(match[0].id).addCallback(lambda _: None)
+
+        return self._on_leader(
+            remove,
+            "Operator.RaftRemovePeer",
+            {"id": peer_id, "address": address},
+            consistent=False,
+        )
 
     def _local_read(
         self, name: str, args: dict[str, Any], options: ReadOptions

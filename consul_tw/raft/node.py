@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -117,6 +117,11 @@ class RaftNode:
     #: after the transition has finished (so observers may call ``apply``).
     leadership_observers: list[Callable[[bool], None]] = attrs.field(factory=list)
     group_commit: bool = False
+    #: Makes the stores' writes durable off the reactor thread (the agent runs
+    #: the SQLite commit in a worker thread); None: ``sync()`` inline.
+    background_sync: Callable[[], Deferred[None]] | None = None
+    _syncing: bool = False
+    _idle: list[Deferred[None]] = attrs.field(factory=list)
     _draining: bool = False
     _flush_call: IDelayedCall | None = None
     #: The highest index the FSM has applied (or restored from a snapshot).
@@ -218,9 +223,11 @@ class RaftNode:
         self.core.logger.info("initial configuration", index=index, servers=format_servers(servers))
         self._feed(self.machine.start)
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
+        """Stop for good; fires once the last batch is stored (nothing half-written)."""
         self._feed(self.machine.stop)
         self._drain()
+        return self.when_idle().addCallback(lambda _: self._drain())
 
     # -- inputs --------------------------------------------------------------
 
@@ -374,12 +381,12 @@ class RaftNode:
 
     def _drain(self) -> None:
         """Carry out the outbox: storage and sync first, then sends and FSM application."""
-        if self._draining:
-            return
+        if self._draining or self._syncing:
+            return  # a sync in flight drains again when it completes
         self._draining = True
         try:
             self.machine.end_of_batch()
-            while self.core.outbox:
+            while self.core.outbox and not self._syncing:
                 effects, self.core.outbox = self.core.outbox, []
                 self._run_batch(effects)
                 self.machine.end_of_batch()
@@ -387,6 +394,39 @@ class RaftNode:
             self._draining = False
 
     def _run_batch(self, effects: list[Effect]) -> None:
+        stored, persisted = self._store(effects)
+        if stored and self.background_sync is not None:
+            # The fsync runs in a worker thread: the reactor meanwhile sends
+            # the leader's AppendEntries (followers store in parallel) and
+            # gathers the next writes, which then share the next fsync.
+            self._syncing = True
+            syncing = self.background_sync()
+
+            def synced(_: object) -> None:
+                self._syncing = False
+                self._finish_batch(effects, persisted)
+                self._drain()
+                self._notify_idle()
+
+            def failed(failure: Failure) -> None:
+                self._syncing = False
+                self.core.logger.error(
+                    "failed to store raft log, stopping raft", error=failure.getErrorMessage()
+                )
+                self.core.outbox.clear()
+                self.machine.stop()
+                self.core.outbox.clear()
+                self._notify_idle()
+
+            syncing.addCallbacks(synced, failed)
+            return
+        if stored:
+            self.log_store.sync()
+            self.stable_store.sync()
+        self._finish_batch(effects, persisted)
+
+    def _store(self, effects: list[Effect]) -> tuple[bool, int | None]:
+        """Write the batch's storage effects (not yet durable); send what need not wait."""
         persisted = None
         stored = False
         for effect in effects:
@@ -405,9 +445,10 @@ class RaftNode:
             elif isinstance(effect, InstallSnapshotData):
                 self._install_snapshot(effect)
                 stored = True
-        if stored:
-            self.log_store.sync()
-            self.stable_store.sync()
+        return stored, persisted
+
+    def _finish_batch(self, effects: list[Effect], persisted: int | None) -> None:
+        """After the batch is durable: replies, votes, FSM application, notifications."""
         for effect in effects:
             if isinstance(effect, Send) and not isinstance(effect.message, _EARLY):
                 self._send_now(effect)
@@ -421,6 +462,19 @@ class RaftNode:
         if persisted is not None:
             self.machine.log_persisted(persisted)
         self._maybe_snapshot()
+
+    def when_idle(self) -> Deferred[None]:
+        """Fires once no storage sync is in flight (shutdown waits for it)."""
+        if not self._syncing:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+        self._idle.append(waiting)
+        return waiting
+
+    def _notify_idle(self) -> None:
+        waiting, self._idle = self._idle, []
+        for deferred in waiting:
+            deferred.callback(None)
 
     def _install_snapshot(self, effect: InstallSnapshotData) -> None:
         meta = effect.meta

@@ -47,7 +47,7 @@ from consul_tw.rpc.framing import (
     encode_frame,
     response_from_wire,
 )
-from consul_tw.rpc.protocol import HandlerError
+from consul_tw.rpc.protocol import HandlerError, set_no_delay
 
 #: Consul's connection pool closes streams idle for 2 minutes.
 IDLE_TIMEOUT = 120.0
@@ -116,6 +116,7 @@ class _ClientConnection(StreamProtocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
+        set_no_delay(self.transport)
         self.transport.write(bytes([PROTOCOL_RPC]))
         self._peer.connected(self)
 

@@ -16,13 +16,20 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from consul_tw.agent import Agent, AgentNotServer, NoClusterLeader
+from consul_tw.agent import Agent, AgentNotServer, NoClusterLeader, PeerNotFound
 from consul_tw.catalog.commands import CommandDecodeError, decode_command
 from consul_tw.catalog.reads import ReadOptions, UnknownRead
 from consul_tw.catalog.store import RegistrationError
 from consul_tw.rpc.protocol import HandlerError, RpcDispatcher
 
-_EXPECTED = (NoClusterLeader, AgentNotServer, RegistrationError, UnknownRead, CommandDecodeError)
+_EXPECTED = (
+    NoClusterLeader,
+    AgentNotServer,
+    RegistrationError,
+    UnknownRead,
+    CommandDecodeError,
+    PeerNotFound,
+)
 
 
 def _expected(failure: Failure) -> Failure:
@@ -72,6 +79,20 @@ def _raft_stats(agent: Agent) -> dict[str, int]:
     return {"LastIndex": status.last_log_index, "LastTerm": status.last_log_term}
 
 
+def _raft_configuration(agent: Agent, args: Any) -> Deferred[Any]:
+    stale = bool(args.get("stale")) if isinstance(args, dict) else False
+    return agent.raft_configuration(stale=stale).addErrback(_expected)
+
+
+def _remove_peer(agent: Agent, args: Any) -> Deferred[Any]:
+    if not isinstance(args, dict):
+        raise HandlerError("Operator.RaftRemovePeer: malformed request")
+    peer_id, address = args.get("id"), args.get("address")
+    if not isinstance(peer_id, str | None) or not isinstance(address, str | None):
+        raise HandlerError("Operator.RaftRemovePeer: malformed request")
+    return agent.remove_raft_peer(peer_id=peer_id, address=address).addErrback(_expected)
+
+
 def build_dispatcher(agent: Agent) -> RpcDispatcher:
     dispatcher = RpcDispatcher()
     dispatcher.register("Catalog.Read", lambda args: _read(agent, args))
@@ -79,4 +100,8 @@ def build_dispatcher(agent: Agent) -> RpcDispatcher:
     dispatcher.register("Status.Leader", lambda args: agent.leader_address())
     dispatcher.register("Status.Peers", lambda args: agent.peers())
     dispatcher.register("Status.RaftStats", lambda args: _raft_stats(agent))
+    dispatcher.register(
+        "Operator.RaftGetConfiguration", lambda args: _raft_configuration(agent, args)
+    )
+    dispatcher.register("Operator.RaftRemovePeer", lambda args: _remove_peer(agent, args))
     return dispatcher

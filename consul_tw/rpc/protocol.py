@@ -256,6 +256,7 @@ class _ServerConnection(StreamProtocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
+        set_no_delay(self.transport)
         self.peer = format_address(self.transport.getPeer())
         self._factory.connections.add(self)
         self._last_activity = self._factory.clock.seconds()
@@ -400,3 +401,17 @@ __all__ = [
     "rpc_handler",
     "rpc_server_factory",
 ]
+
+
+def set_no_delay(transport: object) -> None:
+    """
+    Small frames go out at once (TCP_NODELAY).  Raft connections are one-way,
+    so without it Nagle's algorithm holds each frame for the peer's delayed
+    ACK -- tens of milliseconds on every write's round trip.
+    """
+    setter = getattr(transport, "setTcpNoDelay", None)
+    if setter is not None:
+        try:
+            setter(True)
+        except OSError:
+            pass

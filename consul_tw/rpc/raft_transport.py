@@ -50,6 +50,7 @@ from consul_tw._logging import HcLogger
 from consul_tw.raft.messages import Message
 from consul_tw.rpc.client import dial_error_text
 from consul_tw.rpc.framing import PROTOCOL_RAFT, FrameError, encode_frame
+from consul_tw.rpc.protocol import set_no_delay
 from consul_tw.rpc.raft_channel import raft_receiver
 from consul_tw.rpc.raft_codec import encode_message
 
@@ -126,6 +127,7 @@ class _RaftConnection(StreamProtocol):
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        set_no_delay(self.transport)
         self.transport.write(bytes([PROTOCOL_RAFT]))
         self._peer.connected(self)
 
