@@ -158,6 +158,24 @@ class Agent:
         status = self.raft_status()
         return [s.address for s in status.voters] if status else []
 
+    def status_leader(self) -> Deferred[str]:
+        """``/v1/status/leader`` on any agent: a client asks a server (``Status.Leader``)."""
+        if self.raft is not None:
+            return succeed(self.leader_address())
+        return self._ask_a_server("Status.Leader")
+
+    def status_peers(self) -> Deferred[list[str]]:
+        """``/v1/status/peers`` on any agent: a client asks a server (``Status.Peers``)."""
+        if self.raft is not None:
+            return succeed(self.peers())
+        return self._ask_a_server("Status.Peers")
+
+    def _ask_a_server(self, method: str, args: Any = None) -> Deferred[Any]:
+        server = self._pick_server() if self.rpc is not None else None
+        if server is None:
+            return fail(AgentNotServer("rpc error making call: No known Consul servers"))
+        return self._rpc().call(*server, method, args)
+
     def is_leader(self) -> bool:
         status = self.raft_status()
         return status is not None and status.state == "Leader"
@@ -241,10 +259,7 @@ class Agent:
     def raft_configuration(self, stale: bool = False) -> Deferred[dict[str, Any]]:
         """``/v1/operator/raft/configuration``: the voters, which leads, the entry's index."""
         if self.raft is None:
-            server = self._pick_server() if self.rpc is not None else None
-            if server is None:
-                return fail(AgentNotServer("rpc error making call: No known Consul servers"))
-            return self._rpc().call(*server, "Operator.RaftGetConfiguration", {"stale": stale})
+            return self._ask_a_server("Operator.RaftGetConfiguration", {"stale": stale})
         if stale:
             return succeed(self._raft_configuration())
         return self._on_leader(
@@ -276,11 +291,8 @@ class Agent:
     def remove_raft_peer(self, *, peer_id: str | None, address: str | None) -> Deferred[None]:
         """``DELETE /v1/operator/raft/peer``: the leader drops one server from Raft."""
         if self.raft is None:
-            server = self._pick_server() if self.rpc is not None else None
-            if server is None:
-                return fail(AgentNotServer("rpc error making call: No known Consul servers"))
             args = {"id": peer_id, "address": address}
-            return self._rpc().call(*server, "Operator.RaftRemovePeer", args)
+            return self._ask_a_server("Operator.RaftRemovePeer", args)
         raft = self.raft
 
         def remove() -> Deferred[None]:

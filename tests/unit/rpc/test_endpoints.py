@@ -6,6 +6,7 @@ caller is wired straight to it (no sockets, one Clock).
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -125,3 +126,20 @@ class ForwardingTests(SynchronousTestCase):
         )
         peers = self.successResultOf(maybeDeferred(self.dispatcher.dispatch, "Status.Peers", None))
         self.assertEqual((leader, peers), ("127.0.0.1:8300", ["127.0.0.1:8300"]))
+
+    def test_client_status_and_operator_come_from_a_server(self) -> None:
+        leader = self.server.agent.leader_address()
+        code, body, _ = self.get("/v1/status/leader")
+        self.assertEqual((code, json.loads(body)), (200, leader))
+        code, body, _ = self.get("/v1/status/peers")
+        self.assertEqual(json.loads(body), [leader])
+        code, body, _ = self.get("/v1/operator/raft/configuration")
+        (server,) = json.loads(body)["Servers"]
+        self.assertEqual(
+            (server["Node"], server["Address"], server["Leader"], server["Voter"]),
+            ("srv", leader, True, True),
+        )
+        self.assertEqual(
+            [call[0] for call in self.caller.calls[-3:]],
+            ["Status.Leader", "Status.Peers", "Operator.RaftGetConfiguration"],
+        )
