@@ -77,10 +77,53 @@ class Deregister:
     check_id: str | None = None
 
 
-Command = Register | Deregister
+#: Consul's ``api.KVOp`` names of the KV writes (``lock``/``unlock`` need sessions).
+KV_SET = "set"
+KV_CAS = "cas"
+KV_DELETE = "delete"
+KV_DELETE_CAS = "delete-cas"
+KV_DELETE_TREE = "delete-tree"
+KV_LOCK = "lock"
+KV_UNLOCK = "unlock"
+KV_OPS = (KV_SET, KV_CAS, KV_DELETE, KV_DELETE_CAS, KV_DELETE_TREE, KV_LOCK, KV_UNLOCK)
+
+#: The largest value of Consul's uint64 fields (flags, indexes).
+MAX_UINT64 = 2**64 - 1
+
+
+@attrs.frozen(kw_only=True)
+class KVS:
+    """
+    One KV write (Consul's ``KVSRequest``): ``op`` is a name from
+    :data:`KV_OPS`; ``cas`` is the ModifyIndex a ``cas``/``delete-cas``
+    expects (0 with ``cas``: only if the key is absent); ``key`` is the
+    prefix for ``delete-tree``.
+    """
+
+    op: str
+    key: str
+    value: bytes = b""
+    flags: int = 0
+    cas: int = 0
+    session: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class TombstoneReap:
+    """Forget KV tombstones up to ``reap_index`` (the leader sends it once they expire)."""
+
+    reap_index: int
+
+
+Command = Register | Deregister | KVS | TombstoneReap
 
 _VERSION = 1
-_TAGS: dict[type, str] = {Register: "register", Deregister: "deregister"}
+_TAGS: dict[type, str] = {
+    Register: "register",
+    Deregister: "deregister",
+    KVS: "kvs",
+    TombstoneReap: "tombstone-reap",
+}
 
 
 class CommandDecodeError(ValueError):
@@ -117,8 +160,44 @@ def decode_command(data: bytes) -> Command:
             )
         if tag == "deregister":
             return Deregister(**fields)
+        if tag == "kvs":
+            return _decode_kvs(fields)
+        if tag == "tombstone-reap":
+            _expect_fields(fields, {"reap_index"})
+            return TombstoneReap(reap_index=_uint64(fields["reap_index"], "reap_index"))
     except CommandDecodeError:
         raise
     except Exception as e:  # msgpack, unpacking and TypeError from bad fields
         raise CommandDecodeError(f"malformed command: {e}") from None
     raise CommandDecodeError(f"unknown command {tag!r}")
+
+
+def _expect_fields(fields: Any, names: set[str]) -> None:
+    if not isinstance(fields, dict) or set(fields) != names:
+        raise CommandDecodeError(f"malformed command: expected the fields {sorted(names)}")
+
+
+def _uint64(value: Any, name: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_UINT64:
+        raise CommandDecodeError(f"malformed command: {name} is not a uint64")
+    return value
+
+
+def _decode_kvs(fields: Any) -> KVS:
+    """A KVS command, every field checked: the log must never smuggle junk into the store."""
+    _expect_fields(fields, {f.name for f in attrs.fields(KVS)})
+    op, key, value, session = fields["op"], fields["key"], fields["value"], fields["session"]
+    if op not in KV_OPS:
+        raise CommandDecodeError(f"malformed command: unknown KV operation {op!r}")
+    if not isinstance(key, str) or not isinstance(session, str):
+        raise CommandDecodeError("malformed command: key and session must be strings")
+    if not isinstance(value, bytes):
+        raise CommandDecodeError("malformed command: value must be bytes")
+    return KVS(
+        op=op,
+        key=key,
+        value=value,
+        flags=_uint64(fields["flags"], "flags"),
+        cas=_uint64(fields["cas"], "cas"),
+        session=session,
+    )

@@ -8,6 +8,12 @@ answers them from its own store (:func:`local_read`), with Consul's
 consistency rules and blocking; a client agent sends the same name and
 arguments to a server over RPC and gets the same :class:`ReadResult`, so
 the HTTP layer renders both alike.
+
+Most reads report their tables' index; the KV reads report their own (the
+entry's ModifyIndex, a prefix's newest row or tombstone) by returning an
+:class:`Indexed`, and blocking compares that index, so a blocking KV read
+wakes on any store change but answers only once its own index moves.
+KV values stay bytes here (msgpack carries them as they are).
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
+from consul_tw.catalog.kv import entry_record
 from consul_tw.catalog.shapes import check_json, node_json, node_service_json, service_node_json
-from consul_tw.catalog.store import CHECKS, NODES, SERVICES, StateStore
+from consul_tw.catalog.store import CHECKS, KV_TABLE, NODES, SERVICES, TOMBSTONES, StateStore
 
 
 class UnknownRead(ValueError):
@@ -67,6 +74,14 @@ class ReadResult:
             raise ValueError("malformed read result") from None
 
 
+@attrs.frozen
+class Indexed:
+    """A read's value with the index it reports, when that is not its tables' index."""
+
+    value: Any
+    index: int
+
+
 def _meta_matches(meta: Any, wanted: dict[str, str]) -> bool:
     return all(meta.get(k) == v for k, v in wanted.items())
 
@@ -105,13 +120,34 @@ def _node_checks(store: StateStore, args: dict[str, Any]) -> Any:
     return [check_json(c) for c in store.node_checks(str(args.get("node", "")))]
 
 
-#: name → (tables whose index the answer carries, producer)
+def _kv_get(store: StateStore, args: dict[str, Any]) -> Indexed:
+    index, entry = store.kv_get(str(args.get("key", "")))
+    return Indexed([] if entry is None else [entry_record(entry)], index)
+
+
+def _kv_list(store: StateStore, args: dict[str, Any]) -> Indexed:
+    index, entries = store.kv_list(str(args.get("prefix", "")))
+    return Indexed([entry_record(e) for e in entries], index)
+
+
+def _kv_list_keys(store: StateStore, args: dict[str, Any]) -> Indexed:
+    index, keys = store.kv_keys(str(args.get("prefix", "")), str(args.get("separator", "")))
+    return Indexed(keys, index)
+
+
+KV_TABLES = (KV_TABLE, TOMBSTONES)
+
+#: name → (tables whose index the answer carries, producer); a producer that
+#: returns :class:`Indexed` reports its own index instead.
 READS: dict[str, tuple[tuple[str, ...], Callable[[StateStore, dict[str, Any]], Any]]] = {
     "Catalog.ListNodes": ((NODES,), _nodes),
     "Catalog.NodeServices": ((NODES, SERVICES), _node),
     "Catalog.ListServices": ((SERVICES,), _services),
     "Catalog.ServiceNodes": ((NODES, SERVICES), _service),
     "Health.NodeChecks": ((CHECKS,), _node_checks),
+    "KVS.Get": (KV_TABLES, _kv_get),
+    "KVS.List": (KV_TABLES, _kv_list),
+    "KVS.ListKeys": (KV_TABLES, _kv_list_keys),
 }
 
 
@@ -140,7 +176,7 @@ class Reader:
         Answer a named read.  Default reads need the leader; ``stale`` may be
         answered by any server; ``consistent`` needs the leader (in a one-voter cluster, its
         own quorum): the caller checks leadership first.  With
-        ``options.index`` the answer waits until the tables' index passes it
+        ``options.index`` the answer waits until the read's index passes it
         or the wait (plus up to 1/16 jitter) ends.
         """
         if name not in READS:
@@ -148,24 +184,31 @@ class Reader:
         tables, produce = READS[name]
         store = self.store
 
-        def answer() -> ReadResult:
+        def evaluate() -> tuple[Any, int]:
+            value = produce(store, args)
+            if isinstance(value, Indexed):
+                return value.value, value.index
+            return value, store.max_index(*tables)
+
+        def answer(value: Any, index: int) -> ReadResult:
             return ReadResult(
-                value=produce(store, args),
-                index=max(1, store.max_index(*tables)),
+                value=value,
+                index=max(1, index),
                 known_leader=self.known_leader(),
                 last_contact_ms=self.last_contact_ms(),
                 consistency=options.mode,
             )
 
-        if options.index == 0 or store.max_index(*tables) > options.index:
-            return succeed(answer())
+        value, index = evaluate()
+        if options.index == 0 or index > options.index:
+            return succeed(answer(value, index))
         deadline = self.seconds() + options.wait + self.rng.random() * options.wait / 16
 
         def until_changed(_: object = None) -> Deferred[ReadResult] | ReadResult:
+            value, index = evaluate()
             remaining = deadline - self.seconds()
-            if store.max_index(*tables) > options.index or remaining <= 0:
-                return answer()
+            if index > options.index or remaining <= 0:
+                return answer(value, index)
             return self.wait_for_change(remaining).addCallback(until_changed)
 
-        result = until_changed()
-        return result if isinstance(result, Deferred) else succeed(result)
+        return self.wait_for_change(deadline - self.seconds()).addCallback(until_changed)

@@ -10,25 +10,59 @@ table remembers the highest index that touched it, including deletions, so an
 
 Node names are unique case-insensitively (Consul's memdb index on Node is
 lower-cased), but every row keeps the spelling it was registered with.
+
+The KV table follows Consul's ``state/kvs.go``: a delete leaves a tombstone,
+and the index a KV read reports comes from the rows it returns, the
+tombstones under its prefix, or the ``kvs``/``tombstones`` table indexes,
+in that order.  :meth:`StateStore.snapshot` and :meth:`StateStore.restore`
+carry every table and index across Raft snapshots
+(:mod:`consul_tw.catalog.snapshot`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import attrs
 
-from consul_tw.catalog.commands import CheckSpec, NodeSpec, Register, ServiceSpec
+from consul_tw.catalog import snapshot as _snapshot
+from consul_tw.catalog.commands import (
+    KV_CAS,
+    KV_DELETE,
+    KV_DELETE_CAS,
+    KV_DELETE_TREE,
+    KV_LOCK,
+    KV_SET,
+    KV_UNLOCK,
+    KVS,
+    CheckSpec,
+    NodeSpec,
+    Register,
+    ServiceSpec,
+)
+from consul_tw.catalog.kv import DirEntry, KVTable
 from consul_tw.catalog.structs import HealthCheck, Node, NodeService, ServiceInstance, Weights
 
 NODES = "nodes"
 SERVICES = "services"
 CHECKS = "checks"
-TABLES = (NODES, SERVICES, CHECKS)
+KV_TABLE = "kvs"
+TOMBSTONES = "tombstones"
+TABLES = (NODES, SERVICES, CHECKS, KV_TABLE, TOMBSTONES)
 
 
 class RegistrationError(ValueError):
     """A write the catalog refuses; Consul answers these with HTTP 500."""
+
+
+class KVSError(RegistrationError):
+    """A KV write the store refuses (a lock without a known session): Consul's 500 text."""
+
+
+def _go_quote(text: str) -> str:
+    """Go's ``%#v`` of a string, as Consul's error texts quote session IDs."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 @attrs.define
@@ -38,6 +72,7 @@ class StateStore:
     _nodes: dict[str, Node] = attrs.field(factory=dict)
     _services: dict[str, dict[str, NodeService]] = attrs.field(factory=dict)
     _checks: dict[str, dict[str, HealthCheck]] = attrs.field(factory=dict)
+    _kv: KVTable = attrs.field(factory=KVTable)
     _table_index: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(TABLES, 0))
     #: Called after every write that changed a table (blocking queries wake on it).
     listeners: list[Callable[[], None]] = attrs.field(factory=list)
@@ -96,6 +131,56 @@ class StateStore:
                 found.append(ServiceInstance(node=node, service=svc, checks=bearing))
         return found
 
+    # -- KV reads (Consul's KVSGet / KVSList / KVSListKeys) --------------------
+
+    def kv_get(self, key: str) -> tuple[int, DirEntry | None]:
+        """
+        One entry and the index to report: its ModifyIndex, or for a missing
+        key the KV tables' index (deletes included), as Consul's ``KVS.Get``.
+        """
+        entry = self._kv.get(key)
+        if entry is not None:
+            return entry.modify_index, entry
+        return self.max_index(KV_TABLE, TOMBSTONES), None
+
+    def kv_list(self, prefix: str) -> tuple[int, list[DirEntry]]:
+        """The entries under ``prefix`` in key order, and the prefix's index."""
+        entries = list(self._kv.with_prefix(prefix))
+        newest = max((e.modify_index for e in entries), default=0)
+        return self._kv_prefix_index(prefix, newest), entries
+
+    def kv_keys(self, prefix: str, separator: str = "") -> tuple[int, list[str]]:
+        """
+        The keys under ``prefix``; with a separator, each key is cut after the
+        first separator that follows the prefix and repeats are collapsed
+        (``a/b/c`` and ``a/b/d`` under ``a/`` list as ``a/b/``).
+        """
+        keys: list[str] = []
+        newest = 0
+        last = None
+        for entry in self._kv.with_prefix(prefix):
+            newest = max(newest, entry.modify_index)
+            cut = entry.key.find(separator, len(prefix)) if separator else -1
+            if cut < 0:
+                keys.append(entry.key)
+                continue
+            key = entry.key[: cut + len(separator)]
+            if key != last:
+                keys.append(key)
+                last = key
+        return self._kv_prefix_index(prefix, newest), keys
+
+    def _kv_prefix_index(self, prefix: str, newest: int) -> int:
+        """
+        Consul's index of a prefix read: the newest row or tombstone under a
+        non-empty prefix, else (nothing there, or the empty prefix) the KV
+        tables' index, so that it never goes backwards after a delete.
+        """
+        table = self.max_index(KV_TABLE, TOMBSTONES)
+        if not prefix:
+            return table
+        return max(newest, self._kv.tombstone_max(prefix)) or table
+
     # -- writes (FSM only) -----------------------------------------------
 
     def register(self, index: int, request: Register) -> None:
@@ -133,6 +218,154 @@ class StateStore:
     def deregister_check(self, index: int, node: str, check_id: str) -> None:
         if self._checks.get(node.lower(), {}).pop(check_id, None) is not None:
             self._bump(CHECKS, index)
+
+    # -- KV writes (FSM only; Consul's api.KVOp semantics) ------------------
+
+    def kv_apply(self, index: int, command: KVS) -> bool:
+        """
+        Apply one KV write at ``index``; the result is what Consul's
+        ``KVS.Apply`` answers (False when a CAS or a lock does not hold).
+        """
+        op = command.op
+        if op == KV_SET:
+            return self._kv_set(index, command)
+        if op == KV_CAS:
+            existing = self._kv.get(command.key)
+            expected = existing.modify_index if existing is not None else 0
+            if command.cas != expected:
+                return False
+            return self._kv_set(index, command)
+        if op == KV_DELETE:
+            self._kv_delete(index, command.key)
+            return True
+        if op == KV_DELETE_CAS:
+            existing = self._kv.get(command.key)
+            if existing is None or existing.modify_index != command.cas:
+                # Consul: a CAS delete of a key that is already gone succeeds.
+                return existing is None
+            self._kv_delete(index, command.key)
+            return True
+        if op == KV_DELETE_TREE:
+            self._kv_delete_tree(index, command.key)
+            return True
+        if op == KV_LOCK:
+            return self._kv_lock(index, command)
+        if op == KV_UNLOCK:
+            return self._kv_unlock(index, command)
+        raise KVSError(f"Invalid KVS operation '{op}'")
+
+    def reap_tombstones(self, up_to: int) -> None:
+        """
+        Forget tombstones deleted at or before ``up_to`` (Consul's reap, which
+        the leader drives through Raft once they are old enough).  Table
+        indexes stay where they are, so reads never go backwards.
+        """
+        self._kv.reap(up_to)
+
+    def _kv_set(self, index: int, command: KVS) -> bool:
+        existing = self._kv.get(command.key)
+        row = DirEntry(
+            key=command.key,
+            value=command.value,
+            flags=command.flags,
+            # Consul keeps the holder of a lock across a plain write.
+            session=existing.session if existing is not None else None,
+            create_index=existing.create_index if existing is not None else index,
+            modify_index=index,
+        )
+        if existing is not None and existing.same_content(row):
+            return True
+        self._kv.put(row)
+        self._bump(KV_TABLE, index)
+        return True
+
+    def _kv_delete(self, index: int, key: str) -> None:
+        if self._kv.remove(key) is None:
+            return
+        self._kv.bury(key, index)
+        self._table_index[TOMBSTONES] = index
+        self._bump(KV_TABLE, index)
+
+    def _kv_delete_tree(self, index: int, prefix: str) -> None:
+        if not self._kv.remove_prefix(prefix):
+            return
+        if prefix:
+            # One tombstone for the whole subtree; the empty prefix needs none,
+            # since the table index already covers every key.
+            self._kv.bury(prefix, index)
+            self._table_index[TOMBSTONES] = index
+        self._bump(KV_TABLE, index)
+
+    def _session_exists(self, session: str) -> bool:
+        """Sessions are not implemented yet: no session exists."""
+        return False
+
+    def _kv_lock(self, index: int, command: KVS) -> bool:
+        if not command.session:
+            raise KVSError("missing session")
+        if not self._session_exists(command.session):
+            raise KVSError(f"invalid session {_go_quote(command.session)}")
+        raise KVSError("KV locks need sessions, which this agent does not implement yet")
+
+    def _kv_unlock(self, index: int, command: KVS) -> bool:
+        if not command.session:
+            raise KVSError("missing session")
+        existing = self._kv.get(command.key)
+        if existing is None or existing.session != command.session:
+            return False
+        row = attrs.evolve(
+            existing,
+            value=command.value,
+            flags=command.flags,
+            session=None,
+            modify_index=index,
+        )
+        self._kv.put(row)
+        self._bump(KV_TABLE, index)
+        return True
+
+    # -- snapshot and restore ------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Every table and table index, as bytes :meth:`restore` takes back."""
+        return _snapshot.encode_state(
+            _snapshot.StateImage(
+                nodes=tuple(self._nodes.values()),
+                services=tuple(
+                    (key, svc) for key, rows in self._services.items() for svc in rows.values()
+                ),
+                checks=tuple(
+                    (key, check) for key, rows in self._checks.items() for check in rows.values()
+                ),
+                kvs=tuple(self._kv.entries()),
+                tombstones=tuple(self._kv.tombstones()),
+                indexes=dict(self._table_index),
+            )
+        )
+
+    def restore(self, data: bytes) -> None:
+        """
+        Replace the whole content with a snapshot's.  Junk raises
+        :class:`consul_tw.catalog.snapshot.SnapshotError` and leaves the store
+        as it was; the listeners stay and hear about the change.
+        """
+        image = _snapshot.decode_state(data, TABLES)
+        nodes = {node.node.lower(): node for node in image.nodes}
+        services: dict[str, dict[str, NodeService]] = {}
+        for key, svc in image.services:
+            services.setdefault(key, {})[svc.id] = svc
+        checks: dict[str, dict[str, HealthCheck]] = {}
+        for key, check in image.checks:
+            checks.setdefault(key, {})[check.check_id] = check
+        kv = KVTable()
+        for entry in image.kvs:
+            kv.put(entry)
+        for key, index in image.tombstones:
+            kv.bury(key, index)
+        self._nodes, self._services, self._checks, self._kv = nodes, services, checks, kv
+        self._table_index = {table: image.indexes.get(table, 0) for table in TABLES}
+        for listener in list(self.listeners):
+            listener()
 
     # -- helpers ----------------------------------------------------------
 

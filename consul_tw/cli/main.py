@@ -27,7 +27,17 @@ from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgent
 
-from consul_tw.cli import catalog, force_leave, join, keygen, leave, members, version
+from consul_tw.cli import (
+    catalog,
+    force_leave,
+    join,
+    keygen,
+    kv,
+    leave,
+    members,
+    operator,
+    version,
+)
 from consul_tw.cli._flags import (
     CommandOptions,
     HelpRequested,
@@ -50,6 +60,11 @@ RUNNERS: dict[type[usage.Options], Runner] = {
     catalog.NodesOptions: catalog.run_nodes,
     catalog.ServicesOptions: catalog.run_services,
     catalog.DatacentersOptions: catalog.run_datacenters,
+    kv.KVGetOptions: kv.run_get,
+    kv.KVPutOptions: kv.run_put,
+    kv.KVDeleteOptions: kv.run_delete,
+    operator.ListPeersOptions: operator.run_list_peers,
+    operator.RemovePeerOptions: operator.run_remove_peer,
 }
 
 
@@ -67,8 +82,15 @@ class RootOptions(CommandOptions):
             'Forces a member of the cluster to enter the "left" state',
         ),
         ("join", None, join.JoinOptions, "Tell Consul agent to join cluster"),
+        ("kv", None, kv.KVOptions, "Interact with the key-value store"),
         ("leave", None, leave.LeaveOptions, "Gracefully leaves the Consul cluster and shuts down"),
         ("members", None, members.MembersOptions, "Lists the members of a Consul cluster"),
+        (
+            "operator",
+            None,
+            operator.OperatorOptions,
+            "Provides cluster-level tools for Consul operators",
+        ),
         ("version", None, version.VersionOptions, "Prints the Consul version"),
         ("keygen", None, keygen.KeygenOptions, "Generates a new encryption key"),
     ]

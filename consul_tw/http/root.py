@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from consul_tw._logging import HcLogger
-from consul_tw.agent import Agent, AgentNotServer, NoClusterLeader
+from consul_tw.agent import Agent, AgentNotServer, NoClusterLeader, PeerNotFound
 from consul_tw.catalog.store import RegistrationError
 from consul_tw.durations import format_duration
 from consul_tw.http import _json
@@ -33,7 +33,7 @@ from consul_tw.rpc.client import RpcError
 Handler = Callable[[ApiCall], "Reply | Deferred[Reply]"]
 
 #: Errors that are part of normal operation: their message is the answer.
-EXPECTED_ERRORS = (NoClusterLeader, AgentNotServer, RegistrationError, RpcError)
+EXPECTED_ERRORS = (NoClusterLeader, AgentNotServer, RegistrationError, RpcError, PeerNotFound)
 
 UI_DISABLED = (
     "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent "
@@ -260,6 +260,8 @@ def build_site(agent: Agent, *, logger: HcLogger, rng: random.Random | None = No
         agent_endpoints,
         catalog_endpoints,
         health_endpoints,
+        kv_endpoints,
+        operator_endpoints,
         status_endpoints,
     )
 
@@ -268,6 +270,8 @@ def build_site(agent: Agent, *, logger: HcLogger, rng: random.Random | None = No
         *agent_endpoints.ROUTES,
         *catalog_endpoints.ROUTES,
         *health_endpoints.ROUTES,
+        *kv_endpoints.ROUTES,
+        *operator_endpoints.ROUTES,
         *status_endpoints.ROUTES,
     ]
     site = QuietSite(ApiResource(agent, routes, logger=logger, rng=rng))
