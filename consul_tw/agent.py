@@ -207,9 +207,20 @@ class Agent:
             wire = {"name": name, "args": args, "options": attrs.asdict(options)}
             called = self._rpc().call(*server, "Catalog.Read", wire, timeout=timeout)
             return called.addCallback(ReadResult.from_wire)
-        if options.stale:
+        if options.stale and not self._too_stale(options.max_stale):
             return self._local_read(name, args, options)
         return self._leader_read(name, args, options)
+
+    def _too_stale(self, max_stale: float) -> bool:
+        """``?max_stale``: this follower lost touch with the leader for longer than allowed."""
+        if max_stale <= 0:
+            return False
+        status = self.raft_status()
+        if status is None or status.state == "Leader":
+            return False
+        if status.last_contact is None:
+            return True
+        return self.clock.seconds() - status.last_contact > max_stale
 
     def _leader_read(
         self, name: str, args: dict[str, Any], options: ReadOptions

@@ -41,6 +41,9 @@ class ReadOptions:
     #: Blocking: answer once the index passes this (0: at once) or ``wait`` ends.
     index: int = 0
     wait: float = 300.0
+    #: ``?max_stale``: a stale read from a server that has not heard from the
+    #: leader for longer than this goes to the leader instead (0: no limit).
+    max_stale: float = 0.0
 
     @property
     def mode(self) -> str:

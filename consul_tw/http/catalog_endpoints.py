@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from consul_tw.catalog.reads import ReadOptions, ReadResult
+from consul_tw.durations import parse_duration
 from consul_tw.http._request import ApiCall, HTTPError, Reply, blocking_params, check_datacenter
 from consul_tw.http.root import Route
 
@@ -31,10 +32,20 @@ def read(call: ApiCall, name: str, args: dict[str, Any]) -> Deferred[Reply]:
     """Consul's read path: ``?dc``, consistency flags, blocking, X-Consul-* headers."""
     check_datacenter(call)
     stale, consistent = call.has("stale"), call.has("consistent")
+    max_stale = 0.0
+    max_stale_text = call.get("max_stale")
+    if max_stale_text:
+        try:
+            max_stale = parse_duration(max_stale_text)
+        except ValueError:
+            raise HTTPError(400, f'Invalid max_stale value "{max_stale_text}"') from None
+        stale = stale or max_stale > 0  # as Consul: a max_stale allows stale reads
     if stale and consistent:
         raise HTTPError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
     index, wait = blocking_params(call)
-    options = ReadOptions(stale=stale, consistent=consistent, index=index, wait=wait)
+    options = ReadOptions(
+        stale=stale, consistent=consistent, index=index, wait=wait, max_stale=max_stale
+    )
 
     def render(result: ReadResult) -> Reply:
         return Reply(

@@ -48,6 +48,7 @@ def _read(agent: Agent, args: Any) -> Deferred[Any]:
             consistent=bool(raw.get("consistent")),
             index=int(raw.get("index") or 0),
             wait=float(raw.get("wait") or 300.0),
+            max_stale=float(raw.get("max_stale") or 0.0),
         )
     except (TypeError, ValueError, AttributeError):
         raise HandlerError("Catalog.Read: malformed options") from None

@@ -152,6 +152,14 @@ class CatalogTests(ApiTestCase):
             (400, b"Invalid wait time"),
         )
 
+    def test_max_stale_allows_stale_reads_and_is_validated(self) -> None:
+        _, headers = self.get_json("/v1/catalog/nodes?max_stale=5s")
+        self.assertEqual(headers["x-consul-effective-consistency"], "stale")
+        code, _, body = self.request("GET", "/v1/catalog/nodes?max_stale=soon")
+        self.assertEqual((code, body), (400, b'Invalid max_stale value "soon"'))
+        code, _, body = self.request("GET", "/v1/catalog/nodes?max_stale=1s&consistent")
+        self.assertEqual(code, 400)
+
     def test_blocking_query_waits_for_change_or_timeout(self) -> None:
         index = self.agent.catalog().max_index(NODES)
         pending = self.treq.get(f"http://127.0.0.1:8500/v1/catalog/nodes?index={index}&wait=2s")
