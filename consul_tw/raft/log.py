@@ -30,6 +30,9 @@ class RaftLog:
     #: The configuration recorded with that snapshot and its entry's index.
     snapshot_servers: tuple[Server, ...] = ()
     snapshot_configuration_index: int = 0
+    #: The configuration entries still in the log, oldest first: the voters
+    #: are asked for on every write, so they must not cost a scan of the log.
+    _configs: list[LogEntry] = attrs.field(factory=list)
 
     @classmethod
     def from_entries(cls, entries: Iterable[LogEntry]) -> RaftLog:
@@ -84,11 +87,15 @@ class RaftLog:
             # A log restored without its snapshot: treat what precedes as compacted.
             self.snapshot_index, self.snapshot_term = entry.index - 1, 0
         self._entries.append(entry)
+        if entry.type is EntryType.CONFIGURATION:
+            self._configs.append(entry)
 
     def truncate_after(self, index: int) -> None:
         if index < self.snapshot_index:
             raise ValueError(f"cannot truncate into the snapshot at {self.snapshot_index}")
         del self._entries[index - self.snapshot_index :]
+        while self._configs and self._configs[-1].index > index:
+            self._configs.pop()
 
     def compact_through(
         self, index: int, term: int, servers: tuple[Server, ...], configuration_index: int
@@ -101,9 +108,11 @@ class RaftLog:
         else:
             # The snapshot is ahead of (or conflicts with) the log: drop the log.
             self._entries.clear()
+            self._configs.clear()
         self.snapshot_index, self.snapshot_term = index, term
         self.snapshot_servers = servers
         self.snapshot_configuration_index = configuration_index
+        self._configs = [e for e in self._configs if e.index > index]
 
     def is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """Raft §5.4.1: is a candidate's log at least as up to date as ours?"""
@@ -113,14 +122,14 @@ class RaftLog:
 
     def configuration(self) -> tuple[int, tuple[Server, ...]]:
         """(index, voters) of the latest configuration; (0, ()) when none."""
-        for entry in reversed(self._entries):
-            if entry.type is EntryType.CONFIGURATION:
-                return entry.index, entry.servers
+        if self._configs:
+            latest = self._configs[-1]
+            return latest.index, latest.servers
         return self.snapshot_configuration_index, self.snapshot_servers
 
     def configuration_at(self, index: int) -> tuple[int, tuple[Server, ...]]:
         """(index, voters) of the configuration in force at ``index`` (for snapshots)."""
-        for entry in reversed(self._entries):
-            if entry.index <= index and entry.type is EntryType.CONFIGURATION:
+        for entry in reversed(self._configs):
+            if entry.index <= index:
                 return entry.index, entry.servers
         return self.snapshot_configuration_index, self.snapshot_servers
