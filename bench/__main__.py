@@ -19,6 +19,7 @@ BENCHMARKS = {
     "http": "bench.http",
     "dns": "bench.dns",
     "gossip": "bench.gossip",
+    "raft": "bench.raft",
 }
 
 
