@@ -19,8 +19,6 @@ import attrs
 from twisted.application.internet import TCPServer
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
 
 from consul_tw._logging import HcLogger
 from consul_tw.agent import Agent
@@ -331,16 +329,10 @@ def _raft_service(
         rng=rng,
         group_commit=True,
     )
-    pool = None
-    if storage.durable:
-        # One worker thread: commits stay in order, and the reactor keeps
-        # serving (and gathering the next group commit) during each fsync.
-        pool = ThreadPool(minthreads=1, maxthreads=1, name="raft-sync")
-        sync_pool = pool
-        raft.background_sync = lambda: deferToThreadPool(reactor, sync_pool, storage.log.sync)
     bind = None if ipaddress.ip_address(config.bind_addr).is_unspecified else config.bind_addr
     transport = RaftTransport(reactor, raft_logger.named("net"), bind_address=bind)
     raft.send_to = lambda peer_id, address, message: transport.send(address, message)
+    raft.push_sends = transport.push
     agent.attach_catalog(store, raft)
     agent.rpc = _rpc_client(reactor, clock, side.named("rpc"), bind)
     sync = NodeInfoSync(
@@ -387,9 +379,8 @@ def _raft_service(
     service = RaftService(
         raft,
         bootstrap_servers=bootstrap,
-        on_start_first=[pool.start] if pool is not None else [],
         on_start=on_start,
-        on_stop=[transport.close, storage.close, *([pool.stop] if pool is not None else [])],
+        on_stop=[transport.close, storage.close],
     )
     return service, raft_receiver(raft.receive, raft_logger.named("net"))
 

@@ -138,6 +138,19 @@ class _RaftConnection(StreamProtocol):
         assert self.transport is not None
         self.transport.writeSequence(frames)
 
+    def push(self) -> None:
+        """
+        Hand what is buffered to the kernel now rather than at the reactor's
+        next write pass: the leader does this before its own fsync, so the
+        followers store the entries in parallel with it.
+        """
+        do_write = getattr(self.transport, "doWrite", None)
+        if do_write is not None and getattr(self.transport, "connected", False):
+            try:
+                do_write()
+            except OSError:
+                pass  # the reactor's own write pass reports the failure
+
     def close(self, timeout: float) -> None:
         """Flush and close; abort after ``timeout`` if the peer does not read."""
         if self.transport is None:
@@ -419,6 +432,12 @@ class RaftTransport:
     @property
     def clock(self) -> TcpClock:
         return self.reactor
+
+    def push(self) -> None:
+        """Write what every open connection has buffered to its socket at once."""
+        for peer in self._peers.values():
+            if peer.state == "connected" and peer.connection is not None:
+                peer.connection.push()
 
     def send(self, address: str, message: Message) -> None:
         """Queue ``message`` for the peer at ``address``; never raises, may drop."""
