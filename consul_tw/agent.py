@@ -35,12 +35,7 @@ from consul_tw.gossip.serf import EventType, MemberEvent, Membership
 from consul_tw.local.sync import NodeInfoSync
 from consul_tw.raft.core import NotLeader, RaftShutdown, RaftStatus
 from consul_tw.raft.node import RaftNode
-from consul_tw.server.router import (
-    LeaderElsewhere,
-    LeaderIsSelf,
-    LeaderRouter,
-    NoClusterLeader,
-)
+from consul_tw.server.router import LeaderRouter, NoClusterLeader
 
 __all__ = [
     "Agent",
@@ -256,14 +251,15 @@ class Agent:
         assert self.router is not None and self.raft is not None
         raft = self.raft
 
-        def routed(location: LeaderIsSelf | LeaderElsewhere) -> Deferred[Any]:
-            if isinstance(location, LeaderElsewhere):
-                return self._rpc().call(location.host, location.port, method, args, timeout=timeout)
+        def on_leader() -> Deferred[Any]:
             barrier = raft.read_barrier(consistent=consistent)
             barrier.addErrback(_no_leader)
             return barrier.addCallback(lambda _: local())
 
-        return self.router.find_leader().addCallback(routed)
+        return self.router.route(
+            on_leader,
+            lambda host, port: self._rpc().call(host, port, method, args, timeout=timeout),
+        )
 
     # -- Raft configuration (operator) ------------------------------------------
 
@@ -368,13 +364,10 @@ class Agent:
 
         assert self.router is not None
         raft, encoded = self.raft, encode_command(command)
-
-        def routed(location: LeaderIsSelf | LeaderElsewhere) -> Deferred[Any]:
-            if isinstance(location, LeaderElsewhere):
-                return self._rpc().call(location.host, location.port, "Catalog.Apply", encoded)
-            return raft.apply(encoded).addErrback(_no_leader)
-
-        return self.router.find_leader().addCallback(routed)
+        return self.router.route(
+            lambda: raft.apply(encoded).addErrback(_no_leader),
+            lambda host, port: self._rpc().call(host, port, "Catalog.Apply", encoded),
+        )
 
     # -- membership actions -----------------------------------------------------
 

@@ -48,6 +48,7 @@ from consul_tw.rpc.framing import (
     response_from_wire,
 )
 from consul_tw.rpc.protocol import HandlerError, set_no_delay
+from consul_tw.server.router import RequestNotSent
 
 #: Consul's connection pool closes streams idle for 2 minutes.
 IDLE_TIMEOUT = 120.0
@@ -69,8 +70,8 @@ class RemoteError(RpcError):
         self.remote = remote
 
 
-class ConnectError(RpcError):
-    """No connection to the server could be made."""
+class ConnectError(RpcError, RequestNotSent):
+    """No connection to the server could be made (so the request was not sent)."""
 
 
 class CallTimeout(RpcError):

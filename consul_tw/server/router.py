@@ -12,12 +12,14 @@ that cannot elect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 from consul_tw.raft.core import RaftStatus
 
@@ -30,6 +32,14 @@ class NoClusterLeader(Exception):
 
     def __init__(self) -> None:
         super().__init__("No cluster leader")
+
+
+class RequestNotSent(Exception):
+    """
+    A forwarded request never reached the leader (the connection could not
+    be made): safe to send again, even for a write.  The RPC client's
+    ConnectError is one.
+    """
 
 
 class Describes(Protocol):
@@ -75,9 +85,38 @@ class LeaderRouter:
             return None
         return LeaderElsewhere(host, port)
 
-    def find_leader(self) -> Deferred[LeaderLocation]:
-        """The leader's location, waiting up to the hold timeout for one to be elected."""
+    def route(
+        self,
+        on_leader: Callable[[], Deferred[Any]],
+        forward: Callable[[str, int], Deferred[Any]],
+    ) -> Deferred[Any]:
+        """
+        Run ``on_leader`` here if we lead, else ``forward(host, port)`` to the
+        leader.  A forward that could not reach the leader (it just died and
+        we have not noticed yet) is retried as the leader changes, within the
+        same hold timeout, rather than answered with a dial error.
+        """
         deadline = self.clock.seconds() + self.hold_timeout
+
+        def attempt(_: object = None) -> Deferred[Any]:
+            return self.find_leader(deadline).addCallback(dispatch)
+
+        def dispatch(location: LeaderLocation) -> Deferred[Any]:
+            if isinstance(location, LeaderIsSelf):
+                return on_leader()
+            return forward(location.host, location.port).addErrback(retry)
+
+        def retry(failure: Failure) -> Deferred[Any] | Failure:
+            if not failure.check(RequestNotSent) or self.clock.seconds() >= deadline:
+                return failure
+            return deferLater(self.clock, POLL_INTERVAL, lambda: None).addCallback(attempt)
+
+        return attempt()
+
+    def find_leader(self, deadline: float | None = None) -> Deferred[LeaderLocation]:
+        """The leader's location, waiting up to the hold timeout for one to be elected."""
+        if deadline is None:
+            deadline = self.clock.seconds() + self.hold_timeout
 
         def look(_: object = None) -> Deferred[LeaderLocation]:
             found = self.locate()
@@ -89,7 +128,3 @@ class LeaderRouter:
             return deferLater(self.clock, delay, lambda: None).addCallback(look)
 
         return look()
-
-
-def is_leader(location: Any) -> bool:
-    return isinstance(location, LeaderIsSelf)
