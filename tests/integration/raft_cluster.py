@@ -133,6 +133,8 @@ class RaftCluster:
 
     root: Path
     size: int = 3
+    #: ``-bootstrap-expect``: all of them unless set (servers beyond it join later).
+    expect: int | None = None
     raft_multiplier: int = 1
     log_level: str = "INFO"
     agents: list[AgentProcess] = attrs.field(factory=list)
@@ -148,7 +150,7 @@ class RaftCluster:
             workdir = self.root / f"s{i + 1}"
             extra = (
                 "-server",
-                f"-bootstrap-expect={self.size}",
+                f"-bootstrap-expect={self.expect or self.size}",
                 f"-data-dir={workdir / 'data'}",
                 f"-bind={server_ip(i)}",
                 f"-client={server_ip(i)}",
