@@ -39,6 +39,10 @@ class ConfigurationBusy(Exception):
     """A configuration change is still uncommitted: Raft changes one server at a time."""
 
 
+class ConfigurationError(Exception):
+    """A configuration Raft must refuse (e.g. one without voters)."""
+
+
 class TransferFailed(Exception):
     """Leadership could not be handed over in time; this server stays leader."""
 
@@ -88,6 +92,12 @@ class RaftCore:
     last_contact: float | None = None
     #: Set by TimeoutNow: the next election asks voters to skip leader stickiness.
     transfer_election: bool = False
+    #: No (pre-)votes granted before this clock time: a restarted server
+    #: does not remember whom it followed, so it keeps leader stickiness for
+    #: one heartbeat timeout after start, as if it had just heard a leader.
+    #: Otherwise it could help elect a new leader while the old leader's
+    #: lease, which counted on this server, still runs.
+    votes_blocked_until: float = 0.0
     outbox: list[Effect] = attrs.field(factory=list)
     #: The latest stored snapshot, for followers that need InstallSnapshot.
     load_snapshot: SnapshotSource = lambda: None
@@ -144,6 +154,8 @@ class RaftCore:
         what makes the leader lease safe: no quorum can elect anyone else
         before the lease runs out.
         """
+        if self.clock.seconds() < self.votes_blocked_until:
+            return True
         if self.leader is None:
             return False
         if self.leader.id == self.node_id:
@@ -243,6 +255,8 @@ class LeaderData:
     commit_timer: IDelayedCall | None = None
     reads: list[ReadWaiter] = attrs.field(factory=list)
     transfer: Transfer | None = None
+    #: Set when TimeoutNow went out: lease reads are over for this term.
+    lease_revoked: bool = False
     #: Servers removed by a configuration change, still sent entries up to
     #: the one removing them: id -> (server, that entry's index).
     departing: dict[str, tuple[Server, int]] = attrs.field(factory=dict)

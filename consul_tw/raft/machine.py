@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from consul_tw.raft.core import (
     CandidateData,
     ConfigurationBusy,
+    ConfigurationError,
     FollowerData,
     LeaderData,
     NotLeader,
@@ -239,7 +240,10 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
 
     # -- lifecycle ---------------------------------------------------------
 
-    Stopped.upon(RaftInputs.start).to(Follower).returns(None)
+    @Stopped.upon(RaftInputs.start).to(Follower)
+    def started(inputs: RaftInputs, core: RaftCore) -> None:
+        if core.peers:
+            core.votes_blocked_until = core.clock.seconds() + core.timings.heartbeat_timeout
     Stopped.upon(RaftInputs.stop).to(ShutDown).returns(None)
     ShutDown.upon(RaftInputs.stop).loop().returns(None)
 
@@ -607,6 +611,8 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     def leader_reconfigure(
         inputs: RaftInputs, core: RaftCore, data: LeaderData, servers: tuple[Server, ...]
     ) -> Deferred[Any]:
+        if not servers:
+            return fail(ConfigurationError("configuration must have at least one voter"))
         config_index, _ = core.log.configuration()
         if config_index > core.commit_index or core.commit_index < data.noop_index:
             return fail(ConfigurationBusy("configuration change already in progress"))
@@ -771,6 +777,7 @@ def _advance_transfer(core: RaftCore, data: LeaderData) -> None:
     progress = data.progress.get(transfer.target.id)
     if progress is not None and progress.match_index >= core.log.last_index:
         transfer.sent = True
+        data.lease_revoked = True
         core.outbox.append(
             Send(
                 transfer.target.id,

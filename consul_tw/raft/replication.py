@@ -168,6 +168,14 @@ def _quorum_value(values: list, voters: int):  # type: ignore[no-untyped-def,typ
 
 
 def lease_expires(core: RaftCore, data: LeaderData) -> float:
+    """
+    Until when default reads may skip the quorum round.  Never again this
+    term once a leadership transfer sent TimeoutNow: the target's election
+    bypasses leader stickiness, so a new leader may exist before our lease
+    would have run out.
+    """
+    if data.lease_revoked:
+        return 0.0
     return quorum_contact(core, data) + core.timings.leader_lease_timeout
 
 

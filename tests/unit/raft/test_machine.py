@@ -223,6 +223,9 @@ class VotingTests(RaftTestCase):
         node, _, _, stable = self.make_node(sent=sent)
         node.bootstrap(tuple(Server(id=n, address=f"{n}:8300") for n in ("n1", "n2", "n3")))
         node.start()
+        # A freshly started server refuses votes for one heartbeat timeout
+        # (VoteBlockingTests); these tests are about what comes after.
+        node.core.votes_blocked_until = 0.0
         return node, sent, stable
 
     def test_one_vote_per_term_persisted_before_reply(self) -> None:
@@ -394,6 +397,7 @@ class EffectOrderTests(RaftTestCase):
         node.send = lambda peer, msg: order.append(f"send {stable.load_hard_state()}")
         node.bootstrap(tuple(Server(id=n, address=f"{n}:8300") for n in ("n1", "n2")))
         node.start()
+        node.core.votes_blocked_until = 0.0  # see VoteBlockingTests
         node.receive(
             RequestVote(
                 term=2,
@@ -408,4 +412,27 @@ class EffectOrderTests(RaftTestCase):
         self.assertIsInstance(
             Send("n2", RequestVoteResponse(term=2, voter_id="n1", granted=True)), Send
         )
+        node.stop()
+
+
+class VoteBlockingTests(RaftTestCase):
+    def test_restarted_server_refuses_votes_for_one_heartbeat_timeout(self) -> None:
+        """It does not remember whom it followed: it must not help depose a leased leader."""
+        sent: list[tuple[str, Message]] = []
+        node, _, _, stable = self.make_node(sent=sent)
+        node.bootstrap(tuple(Server(id=n, address=f"{n}:8300") for n in ("n1", "n2", "n3")))
+        node.start()
+        request = RequestVote(
+            term=2,
+            candidate_id="n2",
+            candidate_address="n2:8300",
+            last_log_index=1,
+            last_log_term=1,
+        )
+        node.receive(request)
+        self.assertEqual(stable.load_hard_state(), (1, None), "term not adopted, no vote")
+        self.assertFalse(sent[-1][1].granted)  # type: ignore[union-attr]
+        self.clock.advance(TIMINGS.heartbeat_timeout * 0.999)
+        node.receive(request)
+        self.assertFalse(sent[-1][1].granted)  # type: ignore[union-attr]
         node.stop()
