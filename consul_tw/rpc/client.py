@@ -47,7 +47,7 @@ from consul_tw.rpc.framing import (
     encode_frame,
     response_from_wire,
 )
-from consul_tw.rpc.protocol import HandlerError, set_no_delay
+from consul_tw.rpc.protocol import HandlerError, set_no_delay, stop_dialling
 from consul_tw.server.router import RequestNotSent
 
 #: Consul's connection pool closes streams idle for 2 minutes.
@@ -253,11 +253,7 @@ class _Peer:
         self.timer = None
         if self.state != "connecting":
             return
-        if self.connector is not None:
-            try:
-                self.connector.stopConnecting()
-            except neterror.NotConnectingError:
-                pass
+        stop_dialling(self.connector)
         self.connect_failed(Failure(neterror.TimeoutError()))
 
     def malformed(self, text: str) -> None:

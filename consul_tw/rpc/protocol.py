@@ -30,8 +30,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
+from twisted.internet import error as neterror
 from twisted.internet.defer import Deferred, fail, maybeDeferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol as StreamProtocol
 from twisted.internet.protocol import ServerFactory
 from twisted.python.failure import Failure
@@ -415,3 +416,13 @@ def set_no_delay(transport: object) -> None:
             setter(True)
         except OSError:
             pass
+
+
+def stop_dialling(connector: IConnector | None) -> None:
+    """Give up a connection attempt that timed out (if it is still being made)."""
+    if connector is None:
+        return
+    try:
+        connector.stopConnecting()
+    except neterror.NotConnectingError:
+        pass

@@ -50,7 +50,7 @@ from consul_tw._logging import HcLogger
 from consul_tw.raft.messages import Message
 from consul_tw.rpc.client import dial_error_text
 from consul_tw.rpc.framing import PROTOCOL_RAFT, FrameError, encode_frame
-from consul_tw.rpc.protocol import set_no_delay
+from consul_tw.rpc.protocol import set_no_delay, stop_dialling
 from consul_tw.rpc.raft_channel import raft_receiver
 from consul_tw.rpc.raft_codec import encode_message
 
@@ -343,11 +343,7 @@ class _Peer:
         self.timer = None
         if self.state != "connecting":
             return
-        if self.connector is not None:
-            try:
-                self.connector.stopConnecting()
-            except neterror.NotConnectingError:
-                pass
+        stop_dialling(self.connector)
         self.connect_failed(Failure(neterror.TimeoutError()))
 
     def lost(self, connection: _RaftConnection, reason: Failure | None) -> None:

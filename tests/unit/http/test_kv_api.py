@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 from typing import Any
 
 import msgpack
@@ -18,18 +17,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from consul_tw._logging import HcLogger
-from consul_tw.build import build_agent
 from consul_tw.catalog.store import KV_TABLE, TOMBSTONES
-from consul_tw.config import build_config
-from consul_tw.gossip.memberlist.messages import Alive
-from consul_tw.gossip.members import server_tags
-from consul_tw.gossip.serf.codec import encode_tags
 from consul_tw.http._request import HTTPError
 from consul_tw.http.kv_endpoints import KV_MAX_VALUE_SIZE, parse_uint64
 from consul_tw.http.root import build_site
 from consul_tw.rpc.client import RemoteError
 from consul_tw.rpc.endpoints import build_dispatcher
 from consul_tw.rpc.protocol import HandlerError
+from consul_tw.testing.agents import client_of, dev_server
 from consul_tw.testing.reactor import MemoryReactorWithUDP
 from tests.unit.http.test_api import ApiTestCase
 
@@ -423,40 +418,10 @@ class ClientAgentTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorWithUDP()
-        server_config = build_config(
-            dev=True, server=False, flags={"node": "srv"}, config_files=[], hostname="h"
-        )
-        self.server = build_agent(server_config, self.reactor)
-        self.server.startService()
+        self.server = dev_server(self.reactor)
         self.addCleanup(self.server.stopService)
-        self.reactor.advance(0.3)
-        client_config = build_config(
-            dev=False,
-            server=False,
-            flags={"node": "cli", "data-dir": "/d"},
-            config_files=[],
-            hostname="h",
-        )
-        self.client = build_agent(client_config, MemoryReactorWithUDP())
         self.caller = MsgpackCaller(build_dispatcher(self.server.agent))
-        self.client.agent.rpc = self.caller
-        # The client learns its server from gossip, as an alive message tells it.
-        tags = server_tags(
-            datacenter="dc1",
-            node_id="x",
-            server_port=8300,
-            wan_port=8302,
-            bootstrap=False,
-            wan=False,
-        )
-        alive = Alive(
-            incarnation=1,
-            node="srv",
-            addr=socket.inet_aton("127.0.0.1"),
-            port=8301,
-            meta=encode_tags(tags),
-        )
-        self.client.agent.lan.memberlist.packet_received("127.0.0.1", 8301, [alive])
+        self.client = client_of("srv", self.caller)
         self.treq = StubTreq(build_site(self.client.agent, logger=HcLogger("agent.http")).resource)
 
     def call(self, method: str, url: str, body: bytes | None = None) -> Answer:

@@ -7,7 +7,6 @@ caller is wired straight to it (no sockets, one Clock).
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 from treq.testing import StubTreq
@@ -15,15 +14,11 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from consul_tw._logging import HcLogger
-from consul_tw.build import build_agent
 from consul_tw.catalog.commands import NodeSpec, Register, encode_command
-from consul_tw.config import build_config
-from consul_tw.gossip.memberlist.messages import Alive
-from consul_tw.gossip.members import server_tags
-from consul_tw.gossip.serf.codec import encode_tags
 from consul_tw.http.root import build_site
 from consul_tw.rpc.endpoints import build_dispatcher
 from consul_tw.rpc.protocol import HandlerError
+from consul_tw.testing.agents import client_of, dev_server
 from consul_tw.testing.reactor import MemoryReactorWithUDP
 
 
@@ -47,42 +42,10 @@ class DirectCaller:
 class ForwardingTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorWithUDP()
-        server_config = build_config(
-            dev=True, server=False, flags={"node": "srv"}, config_files=[], hostname="h"
-        )
-        self.server = build_agent(server_config, self.reactor)
-        self.server.startService()
-        self.reactor.advance(0.3)
+        self.server = dev_server(self.reactor)
         self.dispatcher = build_dispatcher(self.server.agent)
-
-        client_reactor = MemoryReactorWithUDP()
-        client_config = build_config(
-            dev=False,
-            server=False,
-            flags={"node": "cli", "data-dir": "/d"},
-            config_files=[],
-            hostname="h",
-        )
-        self.client = build_agent(client_config, client_reactor)
         self.caller = DirectCaller(self.dispatcher)
-        self.client.agent.rpc = self.caller
-        # The client learns its server from gossip, as an alive message tells it.
-        tags = server_tags(
-            datacenter="dc1",
-            node_id="x",
-            server_port=8300,
-            wan_port=8302,
-            bootstrap=False,
-            wan=False,
-        )
-        alive = Alive(
-            incarnation=1,
-            node="srv",
-            addr=socket.inet_aton("127.0.0.1"),
-            port=8301,
-            meta=encode_tags(tags),
-        )
-        self.client.agent.lan.memberlist.packet_received("127.0.0.1", 8301, [alive])
+        self.client = client_of("srv", self.caller)
         self.treq = StubTreq(build_site(self.client.agent, logger=HcLogger("agent.http")).resource)
 
     def get(self, path: str) -> tuple[int, bytes, Any]:
