@@ -37,6 +37,16 @@ def test_servers_join_leave_and_dead_ones_are_replaced(tmp_path: Path) -> None:
             leader = cluster.wait_for_leader(60, full_peers=False)
             poll_until(lambda: peers_everywhere(cluster, {0, 1, 2}), 30, "three voters")
 
+            # ?stale from a follower: answered locally, with honest leader headers.
+            follower = next(i for i in (0, 1, 2) if i != leader)
+            with urllib.request.urlopen(
+                cluster.http(follower) + "/v1/catalog/nodes?stale", timeout=10
+            ) as response:
+                headers = response.headers
+            assert headers["X-Consul-Effective-Consistency"] == "stale"
+            assert headers["X-Consul-KnownLeader"] == "true"
+            assert 0 <= int(headers["X-Consul-LastContact"]) < 1000
+
             listed = run_cli(
                 ["operator", "raft", "list-peers"],
                 env={"CONSUL_HTTP_ADDR": cluster.http(leader).removeprefix("http://")},

@@ -185,3 +185,70 @@ class DnsNameWarningTests(SynchronousTestCase):
             "characters. Valid characters include all alpha-numerics and dashes.",
         )
         self.assertIn("being too long", config(node="a" * 64).dns_name_warning or "")
+
+
+class RaftSettingsTests(SynchronousTestCase):
+    def test_bootstrap_expect_and_raft_keys(self) -> None:
+        c = config(
+            dev=False,
+            server=True,
+            data_dir="/d",
+            bootstrap_expect="3",
+            files={
+                "f.json": {
+                    "performance": {"rpc_hold_timeout": "3s"},
+                    "raft_snapshot_threshold": 100,
+                    "raft_trailing_logs": 10,
+                    "autopilot": {"cleanup_dead_servers": False},
+                }
+            },
+        )
+        self.assertEqual(
+            (
+                c.bootstrap_expect,
+                c.rpc_hold_timeout,
+                c.raft_snapshot_threshold,
+                c.raft_trailing_logs,
+                c.cleanup_dead_servers,
+                c.warnings,
+            ),
+            (3, 3.0, 100, 10, False, ()),
+        )
+        self.assertEqual(config(server=True, dev=False, data_dir="/d").bootstrap_expect, 0)
+
+    def test_bootstrap_expect_of_one_is_bootstrap(self) -> None:
+        c = config(dev=False, server=True, data_dir="/d", bootstrap_expect="1")
+        self.assertEqual((c.bootstrap, c.bootstrap_expect), (True, 0))
+        self.assertEqual(
+            c.notices, ("BootstrapExpect is set to 1; this is the same as Bootstrap mode.",)
+        )
+
+    def test_consul_refusals(self) -> None:
+        for kwargs, text in [
+            (dict(dev=False, server=False, data_dir="/d"), "'bootstrap_expect > 0' requires"),
+            (dict(dev=True, server=True), "'bootstrap_expect > 0' not allowed in dev mode"),
+        ]:
+            with self.assertRaises(ConfigError) as caught:
+                config(bootstrap_expect="3", **kwargs)  # type: ignore[arg-type]
+            self.assertIn(text, str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            config(dev=False, server=True, data_dir="/d", files={"f": {"bootstrap_expect": -1}})
+        self.assertEqual(
+            str(caught.exception),
+            "bootstrap_expect cannot be -1. Must be greater than or equal to zero",
+        )
+        with self.assertRaises(ConfigError) as caught:
+            config(
+                dev=False,
+                server=True,
+                data_dir="/d",
+                files={"f": {"bootstrap": True, "bootstrap_expect": 3}},
+            )
+        self.assertEqual(
+            str(caught.exception),
+            "'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive",
+        )
+
+    def test_unbuilt_autopilot_keys_warn(self) -> None:
+        c = config(files={"f": {"autopilot": {"max_trailing_logs": 250}}})
+        self.assertEqual(c.warnings, ("autopilot.max_trailing_logs",))

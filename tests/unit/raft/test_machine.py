@@ -436,3 +436,39 @@ class VoteBlockingTests(RaftTestCase):
         node.receive(request)
         self.assertFalse(sent[-1][1].granted)  # type: ignore[union-attr]
         node.stop()
+
+
+class GroupCommitTests(RaftTestCase):
+    def test_writes_in_one_turn_share_one_sync(self) -> None:
+        """Group commit: every write that arrives in the same reactor turn shares one fsync."""
+        syncs: list[int] = []
+
+        class CountingLogStore(MemoryLogStore):
+            def sync(self) -> None:
+                syncs.append(len(self.entries()))
+
+        fsm, log_store, stable = RecordingFSM(), CountingLogStore(), MemoryStableStore()
+        node = RaftNode.create(
+            node_id="n1",
+            address="n1:8300",
+            timings=TIMINGS,
+            clock=self.clock,
+            fsm=fsm,
+            log_store=log_store,
+            stable_store=stable,
+            logger=HcLogger("agent.server.raft"),
+            rng=random.Random(1),
+            group_commit=True,
+        )
+        node.bootstrap((Server(id="n1", address="n1:8300"),))
+        node.start()
+        self.clock.advance(2 * TIMINGS.heartbeat_timeout)
+        self.assertEqual(node.describe().state, "Leader")
+        del syncs[:]
+        writes = [node.apply(f"w{i}".encode()) for i in range(10)]
+        self.assertEqual(syncs, [], "nothing is stored mid-turn")
+        self.clock.advance(0)
+        self.assertEqual(len(syncs), 1, "one sync for the ten")
+        self.clock.advance(0)
+        self.assertEqual([self.successResultOf(w) for w in writes][-1], f"ok {syncs[0]}")
+        node.stop()
