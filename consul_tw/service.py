@@ -50,20 +50,16 @@ class RaftService(Service):
         bootstrap_servers: tuple[Server, ...] = (),
         on_start: Sequence[Callable[[], object]] = (),
         on_stop: Sequence[Callable[[], object]] = (),
-        on_start_first: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.node = node
         self._bootstrap = bootstrap_servers
         self._on_start = on_start
         self._on_stop = on_stop
-        self._on_start_first = on_start_first
 
     def startService(self) -> None:
         super().startService()
         if self._bootstrap:
             self.node.bootstrap(self._bootstrap)
-        for callback in self._on_start_first:
-            callback()
         self.node.start()
         for callback in self._on_start:
             callback()

@@ -29,6 +29,9 @@ from consul_tw.catalog.kv import entry_record
 from consul_tw.catalog.shapes import check_json, node_json, node_service_json, service_node_json
 from consul_tw.catalog.store import CHECKS, KV_TABLE, NODES, SERVICES, TOMBSTONES, StateStore
 
+#: Consul's longest blocking-query wait (10 minutes).
+MAX_WAIT = 600.0
+
 
 class UnknownRead(ValueError):
     """A read name this release does not serve (a peer running a newer release)."""

@@ -19,11 +19,11 @@ from typing import IO, Any
 import attrs
 
 from consul_tw.agent import Agent
+from consul_tw.catalog.reads import MAX_WAIT
 from consul_tw.durations import parse_duration
 
 #: Blocking query defaults (Consul's default_query_time / max_query_time).
 DEFAULT_WAIT = 300.0
-MAX_WAIT = 600.0
 #: Largest request body a handler reads (Consul's kv_max_value_size).
 MAX_BODY = 512 * 1024
 

@@ -28,12 +28,24 @@ from consul_tw.catalog.store import RegistrationError
 from consul_tw.durations import format_duration
 from consul_tw.http import _json
 from consul_tw.http._request import ApiCall, HTTPError, Reply
+from consul_tw.raft.core import ConfigurationBusy, ConfigurationError, NotLeader, TransferFailed
 from consul_tw.rpc.client import RpcError
 
 Handler = Callable[[ApiCall], "Reply | Deferred[Reply]"]
 
 #: Errors that are part of normal operation: their message is the answer.
-EXPECTED_ERRORS = (NoClusterLeader, AgentNotServer, RegistrationError, RpcError, PeerNotFound)
+EXPECTED_ERRORS = (
+    NoClusterLeader,
+    AgentNotServer,
+    RegistrationError,
+    RpcError,
+    PeerNotFound,
+    # Raft's own refusals: normal during elections, transfers and changes.
+    NotLeader,
+    ConfigurationBusy,
+    ConfigurationError,
+    TransferFailed,
+)
 
 UI_DISABLED = (
     "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent "

@@ -218,6 +218,8 @@ class Progress:
     #: The snapshot being sent: its meta, bytes and the offset to send next.
     snapshot: tuple[SnapshotMeta, bytes] | None = None
     snapshot_offset: int = 0
+    #: When the snapshot chunk now in flight was sent (None: none in flight).
+    chunk_sent_at: float | None = None
 
 
 @attrs.define
@@ -241,13 +243,19 @@ class Transfer:
 
 @attrs.define
 class LeaderData:
+    """What exists only while leading: timers, follower progress, waiting writers and reads."""
+
     heartbeat: LoopingCall
     lease_check: LoopingCall
     progress: dict[str, Progress]
     pending: dict[int, Deferred[Any]]
     #: The no-op that opened this term: reads wait until it is applied.
     noop_index: int
+    #: When leadership began: a follower that has not answered yet counts
+    #: as last heard from then, giving a new leader one lease of grace.
     started_at: float
+    #: The ``seq`` of the latest round sent, and when each recent one went
+    #: out (bounded): an answer echoing a seq dates the follower's contact.
     seq: int = 0
     sent_at: dict[int, float] = attrs.field(factory=dict)
     #: New entries since the last replication round (sent at the end of the batch).

@@ -244,6 +244,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
     def started(inputs: RaftInputs, core: RaftCore) -> None:
         if core.peers:
             core.votes_blocked_until = core.clock.seconds() + core.timings.heartbeat_timeout
+
     Stopped.upon(RaftInputs.stop).to(ShutDown).returns(None)
     ShutDown.upon(RaftInputs.stop).loop().returns(None)
 
@@ -532,6 +533,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
             return
         record_ack(core, data, progress, msg.seq)
         release_reads(core, data)
+        progress.chunk_sent_at = None
         if progress.snapshot is None or progress.snapshot[0].index != msg.last_index:
             return
         meta, blob = progress.snapshot

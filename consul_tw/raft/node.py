@@ -128,6 +128,9 @@ class RaftNode:
     _flush_call: IDelayedCall | None = None
     #: The highest index the FSM has applied (or restored from a snapshot).
     _fsm_index: int = 0
+    #: The newest snapshot taken, installed or loaded, and its index.
+    _latest_snapshot: tuple[SnapshotMeta, bytes] | None = None
+    _snapshot_index: int = 0
 
     @classmethod
     def create(
@@ -183,7 +186,6 @@ class RaftNode:
             voted_for=voted_for,
             commit_index=fsm_index,
             applied_index=fsm_index,
-            load_snapshot=snapshots.latest,
         )
         core.persisted_index = core.log.last_index
         node = cls(
@@ -198,6 +200,9 @@ class RaftNode:
             group_commit=group_commit,
         )
         node._fsm_index = fsm_index
+        if latest is not None:
+            node._remember_snapshot(*latest)
+        core.load_snapshot = lambda: node._latest_snapshot
         core.drive = node._feed
         return node
 
@@ -229,6 +234,8 @@ class RaftNode:
         """Stop for good, storing the last batch first (nothing half-written)."""
         self._feed(self.machine.stop)
         self._drain()
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
         return succeed(None)
 
     # -- inputs --------------------------------------------------------------
@@ -442,9 +449,15 @@ class RaftNode:
             self.machine.log_persisted(persisted)
         self._maybe_snapshot()
 
+    def _remember_snapshot(self, meta: SnapshotMeta, blob: bytes) -> None:
+        """The latest snapshot, kept for InstallSnapshot so no transition reads a file."""
+        self._latest_snapshot = (meta, blob)
+        self._snapshot_index = meta.index
+
     def _install_snapshot(self, effect: InstallSnapshotData) -> None:
         meta = effect.meta
         self.snapshot_store.save(meta, effect.data)
+        self._remember_snapshot(meta, effect.data)
         if self.core.log.last_index > meta.index:
             self.log_store.delete_through(meta.index)
         else:
@@ -467,15 +480,14 @@ class RaftNode:
     # -- snapshots -------------------------------------------------------------
 
     def _maybe_snapshot(self) -> None:
-        policy = self.snapshot_policy
-        if self._fsm_index - self.core.log.snapshot_index >= policy.threshold:
+        if self._fsm_index - self._snapshot_index >= self.snapshot_policy.threshold:
             self.take_snapshot()
 
     def take_snapshot(self) -> SnapshotMeta | None:
         """Snapshot the FSM at its applied index and compact the log behind it."""
         index = self._fsm_index
         log = self.core.log
-        if index <= log.snapshot_index:
+        if index <= self._snapshot_index:
             return None
         term = log.term_at(index)
         if term is None:
@@ -490,6 +502,7 @@ class RaftNode:
             size=len(blob),
         )
         self.snapshot_store.save(meta, blob)
+        self._remember_snapshot(meta, blob)
         keep_from = index - self.snapshot_policy.trailing_logs
         compact_to = max(keep_from, log.snapshot_index)
         # The log keeps trailing entries; the snapshot's (index, term) becomes

@@ -35,7 +35,15 @@ def send_to(core: RaftCore, data: LeaderData, peer: Server, *, seq: int | None =
     if seq is None:
         seq = next_seq(core, data)
     if state.next_index < core.log.first_index or state.snapshot is not None:
-        _send_snapshot_chunk(core, peer, state, seq)
+        now = core.clock.seconds()
+        # One chunk in flight at a time: heartbeats resend it only if its
+        # answer is overdue, not a megabyte every heartbeat interval.
+        if (
+            state.chunk_sent_at is None
+            or now - state.chunk_sent_at >= core.timings.heartbeat_timeout / 2
+        ):
+            state.chunk_sent_at = now
+            _send_snapshot_chunk(core, peer, state, seq)
         return
     prev = state.next_index - 1
     last = min(core.log.last_index, prev + MAX_APPEND_ENTRIES)
@@ -132,10 +140,18 @@ def record_ack(core: RaftCore, data: LeaderData, state: Progress, seq: int) -> N
     _forget_old_seqs(data)
 
 
+#: How many send times the leader remembers: answers to older messages no
+#: longer move a follower's lease contact (a conservative loss).
+SENT_AT_LIMIT = 1024
+
+
 def _forget_old_seqs(data: LeaderData) -> None:
-    if len(data.sent_at) > 256:
-        oldest = min((p.acked_seq for p in data.progress.values()), default=data.seq)
-        for seq in [s for s in data.sent_at if s < oldest]:
+    """
+    Bound the send-time record.  A dead voter never answers, so pruning only
+    below the slowest follower's answer would let it grow with uptime.
+    """
+    if len(data.sent_at) > SENT_AT_LIMIT:
+        for seq in sorted(data.sent_at)[: len(data.sent_at) - SENT_AT_LIMIT // 2]:
             del data.sent_at[seq]
 
 
@@ -154,7 +170,10 @@ def quorum_contact(core: RaftCore, data: LeaderData) -> float:
     between servers enters the lease).
     """
     now = core.clock.seconds()
-    times = [now] + [
+    # A leader removing itself is no longer part of any quorum: only the
+    # voters' answers count, or it could keep a lease the new majority ignores.
+    times = [now] if core.is_voter else []
+    times += [
         data.progress[p.id].acked_at if p.id in data.progress else data.started_at
         for p in core.peers
     ]

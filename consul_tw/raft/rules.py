@@ -36,6 +36,9 @@ from consul_tw.raft.messages import (
 )
 from consul_tw.raft.storage.interfaces import SnapshotMeta
 
+#: The largest snapshot a follower accepts (a bound on memory for untrusted input).
+MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024
+
 
 def heard_from_leader(core: RaftCore, leader_id: str, leader_address: str) -> None:
     core.leader = Server(id=leader_id, address=leader_address)
@@ -61,6 +64,13 @@ def accept_entries(core: RaftCore, msg: AppendEntries) -> None:
             )
         )
 
+    if any(e.index != msg.prev_log_index + 1 + i for i, e in enumerate(msg.entries)):
+        # Not a leader's message: entries must follow prev_log_index without gaps.
+        core.logger.warn(
+            "refusing AppendEntries with non-contiguous entries", leader=msg.leader_address
+        )
+        reply(False, min(core.log.last_index, msg.prev_log_index))
+        return
     prev_term = core.log.term_at(msg.prev_log_index)
     if msg.prev_log_index < core.log.snapshot_index:
         # Everything up to our snapshot is committed and identical everywhere:
@@ -102,7 +112,11 @@ def accept_snapshot_chunk(core: RaftCore, data: FollowerData, msg: InstallSnapsh
     key = (msg.last_index, msg.last_term)
     if msg.offset == 0:
         data.incoming_snapshot, data.snapshot_chunks = key, bytearray()
-    ok = data.incoming_snapshot == key and msg.offset == len(data.snapshot_chunks)
+    ok = (
+        data.incoming_snapshot == key
+        and msg.offset == len(data.snapshot_chunks)
+        and len(data.snapshot_chunks) + len(msg.data) <= MAX_SNAPSHOT_BYTES
+    )
     if ok:
         data.snapshot_chunks += msg.data
     received = len(data.snapshot_chunks) if data.incoming_snapshot == key else 0

@@ -18,8 +18,9 @@ from twisted.python.failure import Failure
 
 from consul_tw.agent import Agent, AgentNotServer, NoClusterLeader, PeerNotFound
 from consul_tw.catalog.commands import CommandDecodeError, decode_command
-from consul_tw.catalog.reads import ReadOptions, UnknownRead
+from consul_tw.catalog.reads import MAX_WAIT, ReadOptions, UnknownRead
 from consul_tw.catalog.store import RegistrationError
+from consul_tw.raft.core import ConfigurationBusy, ConfigurationError, NotLeader, TransferFailed
 from consul_tw.rpc.protocol import HandlerError, RpcDispatcher
 
 _EXPECTED = (
@@ -29,6 +30,10 @@ _EXPECTED = (
     UnknownRead,
     CommandDecodeError,
     PeerNotFound,
+    NotLeader,
+    ConfigurationBusy,
+    ConfigurationError,
+    TransferFailed,
 )
 
 
@@ -50,8 +55,14 @@ def _read(agent: Agent, args: Any) -> Deferred[Any]:
             wait=float(raw.get("wait") or 300.0),
             max_stale=float(raw.get("max_stale") or 0.0),
         )
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, OverflowError):
         raise HandlerError("Catalog.Read: malformed options") from None
+    if not (
+        0 <= options.index < 2**64
+        and 0 < options.wait <= MAX_WAIT
+        and 0 <= options.max_stale < 10**9
+    ):
+        raise HandlerError("Catalog.Read: malformed options")
     read_args = args.get("args") or {}
     if not isinstance(read_args, dict):
         raise HandlerError("Catalog.Read: malformed arguments")

@@ -45,6 +45,8 @@ def has_raft_state(status: RaftStatus) -> bool:
 
 @attrs.define(eq=False)
 class BootstrapExpect:
+    """One server's half of ``-bootstrap-expect``: watch Serf, check peers, bootstrap once."""
+
     raft: Bootstraps
     lan: Membership
     rpc: RpcCaller

@@ -53,6 +53,12 @@ def raft_server(member: Member) -> Server:
 
 @attrs.define(eq=False)
 class RaftPeerReconciler:
+    """
+    While this server leads, brings the Raft voters in line with the
+    servers Serf sees (see the module docstring for the rules); idle on
+    followers, which only learn the configuration from the log.
+    """
+
     raft: ConfiguresRaft
     lan: Membership
     datacenter: str

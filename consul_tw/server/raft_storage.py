@@ -31,8 +31,6 @@ class RaftStorage:
     stable: IStableStore
     snapshots: ISnapshotStore
     close: Callable[[], None] = lambda: None
-    #: True when ``sync`` is a real fsync (worth a worker thread).
-    durable: bool = False
 
 
 def open_raft_storage(config: AgentConfig, logger: HcLogger) -> RaftStorage:
@@ -47,4 +45,4 @@ def open_raft_storage(config: AgentConfig, logger: HcLogger) -> RaftStorage:
         raise StorageError(f"cannot create {raft_dir}: {e.strerror}") from None
     store = SqliteRaftStore.open(os.path.join(raft_dir, "raft.db"), logger)
     snapshots = FileSnapshotStore.open(os.path.join(raft_dir, "snapshots"), logger)
-    return RaftStorage(store, store, snapshots, store.close, durable=True)
+    return RaftStorage(store, store, snapshots, store.close)

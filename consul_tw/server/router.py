@@ -68,6 +68,12 @@ def split_address(address: str) -> tuple[str, int]:
 
 @attrs.define
 class LeaderRouter:
+    """
+    Finds the leader for a request only it may answer, from the local Raft
+    status; holds the request while an election runs (up to the hold
+    timeout) rather than failing it at once, as Consul's forwarding does.
+    """
+
     raft: Describes
     clock: IReactorTime
     hold_timeout: float = 7.0

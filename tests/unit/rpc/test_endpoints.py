@@ -106,3 +106,20 @@ class ForwardingTests(SynchronousTestCase):
             [call[0] for call in self.caller.calls[-3:]],
             ["Status.Leader", "Status.Peers", "Operator.RaftGetConfiguration"],
         )
+
+    def test_malformed_read_options_are_refused_not_raised(self) -> None:
+        for options in (
+            {"wait": float("inf")},
+            {"wait": float("nan")},
+            {"wait": -1.0},
+            {"index": float("inf")},
+            {"index": -5},
+            {"max_stale": float("nan")},
+        ):
+            read = maybeDeferred(
+                self.dispatcher.dispatch,
+                "Catalog.Read",
+                {"name": "Catalog.ListNodes", "args": {}, "options": options},
+            )
+            failure = self.failureResultOf(read, HandlerError)
+            self.assertEqual(failure.getErrorMessage(), "Catalog.Read: malformed options")
