@@ -511,6 +511,7 @@ def _make_raft_machine():  # type: ignore[no-untyped-def]
             progress.match_index = max(progress.match_index, msg.match_index)
             progress.next_index = max(progress.next_index, progress.match_index + 1)
             if forget_departed(data, msg.peer_id):
+                _keep_in_touch(core, data)
                 return
             commit_and_notify(inputs, core, data)
             if peer is not None and progress.next_index <= core.log.last_index:
@@ -759,15 +760,18 @@ def _note_applied(inputs: RaftInputs, core: RaftCore, index: int, result: object
 
 
 def _keep_in_touch(core: RaftCore, data: LeaderData) -> None:
-    """Heartbeat and check the quorum only when there is someone to hear from."""
+    """
+    Heartbeat only when there is someone to hear from (peers, or a removed
+    server still owed the entry removing it); check the quorum only with peers.
+    """
     timings = core.timings
-    for loop, interval in (
-        (data.heartbeat, timings.heartbeat_interval),
-        (data.lease_check, timings.leader_lease_timeout),
+    for loop, interval, needed in (
+        (data.heartbeat, timings.heartbeat_interval, bool(core.peers or data.departing)),
+        (data.lease_check, timings.leader_lease_timeout, bool(core.peers)),
     ):
-        if core.peers and not loop.running:
+        if needed and not loop.running:
             loop.start(interval, now=False)
-        elif not core.peers and loop.running:
+        elif not needed and loop.running:
             loop.stop()
 
 
