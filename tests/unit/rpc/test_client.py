@@ -11,18 +11,18 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectionRefusedError, NoRouteError
+from twisted.internet.error import NoRouteError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import globalLogPublisher
-from twisted.python.failure import Failure
-from twisted.test.iosim import FakeTransport, IOPump, connect
+from twisted.test.iosim import IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
 from consul_tw._logging import HcLogger
 from consul_tw.rpc.client import CallTimeout, ConnectError, RemoteError, RpcClient, RpcError
 from consul_tw.rpc.framing import encode_frame
 from consul_tw.rpc.protocol import HandlerError, RpcDispatcher, rpc_server_factory
+from tests.unit.rpc.dials import accept_dial, flush, refuse_dial
 
 SERVER = ("10.0.0.1", 8300)
 OTHER = ("10.0.0.3", 8300)
@@ -42,32 +42,17 @@ class Network:
         return [(host, port, timeout) for host, port, _, timeout, _ in self.reactor.tcpClients]
 
     def accept(self) -> IOPump:
-        host, port, client_factory, _, _ = self.reactor.tcpClients.pop(0)
-        self.reactor.connectors.pop(0)
-        client_address = IPv4Address("TCP", "10.0.0.2", 40000 + len(self.pumps))
-        server_address = IPv4Address("TCP", host, port)
-        client = client_factory.buildProtocol(server_address)
-        server = self.servers[(host, port)].buildProtocol(client_address)
-        pump = connect(
-            server,
-            FakeTransport(server, True, server_address, client_address),
-            client,
-            FakeTransport(client, False, client_address, server_address),
-            clock=self.reactor,
+        return accept_dial(
+            self.reactor,
+            self.pumps,
+            lambda host, port, client: self.servers[(host, port)].buildProtocol(client),
         )
-        self.pumps.append(pump)
-        return pump
 
     def refuse(self, reason: Exception | None = None) -> None:
-        _, _, client_factory, _, _ = self.reactor.tcpClients.pop(0)
-        connector = self.reactor.connectors.pop(0)
-        client_factory.clientConnectionFailed(
-            connector, Failure(reason or ConnectionRefusedError())
-        )
+        refuse_dial(self.reactor, reason)
 
     def flush(self) -> None:
-        for pump in self.pumps:
-            pump.flush()
+        flush(self.pumps)
 
 
 class Harness(SynchronousTestCase):

@@ -19,12 +19,12 @@ import pytest_twisted
 from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.test.iosim import FakeTransport, IOPump, connect
+from twisted.test.iosim import IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
 from consul_tw._logging import HcLogger
@@ -40,6 +40,7 @@ from consul_tw.rpc.raft_transport import (
     raft_receiver,
     split_address,
 )
+from tests.unit.rpc.dials import accept_dial, flush, refuse_dial
 
 PEER = "10.0.0.1:8300"
 OTHER = "10.0.0.3:8300"
@@ -96,34 +97,17 @@ class Harness(SynchronousTestCase):
 
     def accept(self, server: Protocol | None = None) -> IOPump:
         """Complete the oldest dial to ``server`` (by default a new Recorder)."""
-        host, port, client_factory, _, _ = self.reactor.tcpClients.pop(0)
-        self.reactor.connectors.pop(0)
         if server is None:
             server = Recorder()
             self.recorders.append(server)
-        client_address = IPv4Address("TCP", "10.0.0.2", 40000 + len(self.pumps))
-        server_address = IPv4Address("TCP", host, port)
-        client = client_factory.buildProtocol(server_address)
-        pump = connect(
-            server,
-            FakeTransport(server, True, server_address, client_address),
-            client,
-            FakeTransport(client, False, client_address, server_address),
-            clock=self.reactor,
-        )
-        self.pumps.append(pump)
-        return pump
+        chosen = server
+        return accept_dial(self.reactor, self.pumps, lambda host, port, client: chosen)
 
     def refuse(self, reason: Exception | None = None) -> None:
-        _, _, client_factory, _, _ = self.reactor.tcpClients.pop(0)
-        connector = self.reactor.connectors.pop(0)
-        client_factory.clientConnectionFailed(
-            connector, Failure(reason or ConnectionRefusedError())
-        )
+        refuse_dial(self.reactor, reason)
 
     def flush(self) -> None:
-        for pump in self.pumps:
-            pump.flush()
+        flush(self.pumps)
 
     def lines(self, level: str | None = None) -> list[str]:
         """Log lines as hclog renders them, without timestamp and name."""
