@@ -327,6 +327,18 @@ class RaftNode:
     def describe(self) -> RaftStatus:
         return self.machine.describe()
 
+    def leader_hint(self) -> tuple[bool, str | None]:
+        """
+        (do we lead, the leader's address) from the core, for routing each
+        request cheaply; ``describe`` is the full view.  The core's leader
+        is set on winning and cleared or replaced on every way out of
+        leadership (step-down, check-quorum, removal, shutdown).
+        """
+        leader = self.core.leader
+        if leader is None:
+            return False, None
+        return leader.id == self.core.node_id, leader.address
+
     def _reconfigure(self, voters: tuple[Server, ...]) -> Deferred[Any]:
         result = self.machine.change_configuration(voters)
         self._schedule_drain()

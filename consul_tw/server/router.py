@@ -45,6 +45,8 @@ class RequestNotSent(Exception):
 class Describes(Protocol):
     def describe(self) -> RaftStatus: ...
 
+    def leader_hint(self) -> tuple[bool, str | None]: ...
+
 
 @attrs.frozen
 class LeaderIsSelf:
@@ -79,14 +81,19 @@ class LeaderRouter:
     hold_timeout: float = 7.0
 
     def locate(self) -> LeaderLocation | None:
-        """Where the leader is right now, None while unknown."""
-        status = self.raft.describe()
-        if status.state == "Leader":
+        """
+        Where the leader is right now, None while unknown.  A hint, read on
+        every request without a trip through the machine; the machine
+        itself refuses a write or read that reaches a server no longer
+        leading, so a stale hint costs an error, never a wrong answer.
+        """
+        leading, leader_address = self.raft.leader_hint()
+        if leading:
             return LeaderIsSelf()
-        if status.state == "Shutdown" or not status.leader_address:
+        if not leader_address:
             return None
         try:
-            host, port = split_address(status.leader_address)
+            host, port = split_address(leader_address)
         except ValueError:
             return None
         return LeaderElsewhere(host, port)
@@ -128,7 +135,7 @@ class LeaderRouter:
             found = self.locate()
             if found is not None:
                 return succeed(found)
-            if self.raft.describe().state == "Shutdown" or self.clock.seconds() >= deadline:
+            if self.clock.seconds() >= deadline:
                 return fail(NoClusterLeader())
             delay = min(POLL_INTERVAL, max(0.0, deadline - self.clock.seconds()))
             return deferLater(self.clock, delay, lambda: None).addCallback(look)

@@ -35,6 +35,9 @@ class FakeRaft:
             voters=(),
         )
 
+    def leader_hint(self) -> tuple[bool, str | None]:
+        return self.state == "Leader", self.leader_address
+
 
 class RouterTests(SynchronousTestCase):
     def setUp(self) -> None:
