@@ -258,7 +258,7 @@ class Run:
 
     def pause(self, seconds: float) -> None:
         """Let the clients run for a while."""
-        time.sleep(seconds)  # real time: the scenario runs against real processes
+        time.sleep(seconds)  # real-time: the scenario runs against real processes
 
     def final_reads(self, keys: list[str], timeout: float = 30.0) -> dict[str, str | None]:
         """
@@ -287,7 +287,7 @@ class Run:
                 if time.monotonic() > deadline:
                     self.expect(False, f"servers never agreed on {key!r}: {rounds[-3:]}")
                     break
-                time.sleep(0.2)  # real time: wait for real replicas
+                time.sleep(0.2)  # real-time: wait for real replicas
             if len(rounds) > 1:
                 late[key] = rounds
         self.info["final_values"] = final
@@ -489,7 +489,7 @@ def crashes(run: Run) -> None:
             run.note(f"new leader s{new + 1} after {dt:.2f} s while s{old + 1} is stopped")
         except AssertionError:
             run.timings["new_leader_during_sigstop_s"] = "none within 3 s"
-        time.sleep(max(0.0, t_stop + 3.0 - time.monotonic()))  # real time: hold the stop
+        time.sleep(max(0.0, t_stop + 3.0 - time.monotonic()))  # real-time: hold the stop
         cluster.sigcont(old)
         t_cont = time.monotonic()
         run.note(f"SIGCONT s{old + 1}")
@@ -639,7 +639,7 @@ def partition(run: Run) -> None:
             run.note(f"majority elected s{new + 1} after {dt:.2f} s")
         except AssertionError as e:
             run.expect(False, f"majority side after the cut: {e}")
-        time.sleep(max(0.0, t_cut + 10.0 - time.monotonic()))  # real time: hold the partition
+        time.sleep(max(0.0, t_cut + 10.0 - time.monotonic()))  # real-time: hold the partition
         watching.set()
         watcher.join(5)
         partitions.heal()
