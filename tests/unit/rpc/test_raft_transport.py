@@ -624,7 +624,7 @@ async def test_loopback_end_to_end(loopback: _Loopback) -> None:
 )
 @pytest_twisted.ensureDeferred
 async def test_loopback_bind_address(loopback: _Loopback) -> None:
-    """The source address the lead's fault-injecting proxy tells servers apart by."""
+    """Outgoing Raft connections leave from the bind address: partition tests cut by source IP."""
     transport = RaftTransport(
         global_reactor, HcLogger("agent.server.raft"), bind_address="127.0.0.2"
     )
